@@ -1,0 +1,3 @@
+from selfattention.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""The readable, materialised path and the ground truth for every other backend.
+
+    S = scale · Q Kᵀ + bias          (b, h, i, j)
+    W = normalize(S, allowed)        rows over allowed keys; masked -> 0
+    O = dropout(W) V                 (b, h, i, e)
+
+Time O(b·h·i·j·d), memory O(b·h·i·j): it stores the full weight matrix, and is the only backend
+that can return it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from selfattention.functional import normalize as _norm
+from selfattention.functional.backends import Backend, register
+from selfattention.functional.call import AttentionCall
+
+
+def scores(call: AttentionCall) -> Tensor:
+    """scale · Q Kᵀ (+ bias), in at least float32: (b, h, i, j)."""
+    q, k = call.q, call.k
+    if q.dtype in (torch.float16, torch.bfloat16):
+        q, k = q.float(), k.float()
+    s = torch.einsum("bhid,bhjd->bhij", q, k) * call.scale
+    if call.bias is not None:
+        s = s + call.bias.to(s.dtype)
+    return s
+
+
+def forward(call: AttentionCall) -> tuple[Tensor, Tensor | None]:
+    allowed = call.allowed()
+    weights = _norm.resolve(call.normalize)(scores(call), allowed)
+    used = weights
+    if call.dropout_p > 0.0:
+        used = torch.nn.functional.dropout(weights, p=call.dropout_p)
+    out = torch.einsum("bhij,bhje->bhie", used.to(call.v.dtype), call.v)
+    if call.return_weights:
+        return out, used.to(call.v.dtype)
+    return out, None
+
+
+register(
+    Backend(
+        "math",
+        forward,
+        cost="time O(b·h·n_q·n_k·d), memory O(b·h·n_q·n_k); returns weights",
+    )
+)

@@ -1,0 +1,162 @@
+"""The one request every backend receives, validated once at the public boundary."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from selfattention.functional import masks as _masks
+from selfattention.functional import normalize as _norm
+
+
+@dataclass(frozen=True)
+class AttentionCall:
+    """A validated attention request. Shapes: q (b, h, i, d), k (b, h, j, d), v (b, h, j, e).
+
+    ``mask`` is the user's bool mask only (True = may attend), broadcastable to (b, h, i, j);
+    ``causal`` and ``window`` = (left, right) are kept symbolic so that kernels can skip work.
+    ``allowed()`` materialises all three as one bool mask for the paths that need it.
+    """
+
+    q: Tensor
+    k: Tensor
+    v: Tensor
+    mask: Tensor | None
+    bias: Tensor | None
+    causal: bool
+    window: tuple[int | None, int | None] | None
+    scale: float
+    normalize: str | _norm.Normalize
+    dropout_p: float
+    return_weights: bool
+
+    @property
+    def q_len(self) -> int:
+        return self.q.shape[-2]
+
+    @property
+    def k_len(self) -> int:
+        return self.k.shape[-2]
+
+    def band(self) -> tuple[int | None, int | None]:
+        """(left, right) reach of each query after causal and window, None = unbounded."""
+        left, right = self.window if self.window is not None else (None, None)
+        if self.causal:
+            right = 0 if right is None else min(right, 0)
+        return left, right
+
+    def allowed(self) -> Tensor | None:
+        """User mask AND causal AND window AND finite bias, as one bool mask (or None)."""
+        m = _masks.build(self.mask, self.causal, self.window, self.q_len, self.k_len, self.q.device)
+        if self.bias is not None and bool(torch.isneginf(self.bias).any()):
+            # -inf in an additive bias means "may not attend": treat it as masked, so no NaN.
+            m = _masks.combine(m, ~torch.isneginf(self.bias))
+        return m
+
+
+def _check_tensor(name: str, t) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if not t.dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+    if t.ndim != 4:
+        raise ValueError(
+            f"{name} must have shape (batch, heads, seq, head_dim), got {tuple(t.shape)} "
+            f"({t.ndim}-D); add a heads axis with {name}.unsqueeze(1)"
+        )
+    if 0 in t.shape:
+        raise ValueError(f"{name} must be non-empty, got shape {tuple(t.shape)}")
+
+
+def _check_broadcast(name: str, t: Tensor, target: tuple[int, ...]) -> None:
+    try:
+        out = torch.broadcast_shapes(tuple(t.shape), target)
+    except RuntimeError:
+        out = None
+    if out != target:
+        raise ValueError(
+            f"{name} of shape {tuple(t.shape)} cannot broadcast to (batch, heads, q_len, k_len) "
+            f"= {target}"
+        )
+
+
+def make_call(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    mask: Tensor | None,
+    bias: Tensor | None,
+    causal: bool,
+    window,
+    scale: float | None,
+    normalize,
+    dropout_p: float,
+    return_weights: bool,
+) -> AttentionCall:
+    """Check every argument and name the culprit; returns the normalised request."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        _check_tensor(name, t)
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"q and k must share head_dim: q has {q.shape[-1]} (shape {tuple(q.shape)}), "
+            f"k has {k.shape[-1]} (shape {tuple(k.shape)})"
+        )
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"k and v must have the same sequence length: k has {k.shape[-2]}, v has {v.shape[-2]}"
+        )
+    if q.shape[:2] != k.shape[:2] or k.shape[:2] != v.shape[:2]:
+        raise ValueError(
+            "q, k, v must share (batch, heads), got "
+            f"{tuple(q.shape[:2])}, {tuple(k.shape[:2])}, {tuple(v.shape[:2])}"
+        )
+    target = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+    if mask is not None:
+        if not isinstance(mask, Tensor):
+            raise TypeError(f"mask must be a bool torch.Tensor or None, got {type(mask).__name__}")
+        if mask.dtype != torch.bool:
+            raise TypeError(
+                f"mask must be bool (True = may attend), got dtype {mask.dtype}; "
+                "pass an additive float mask as bias= instead"
+            )
+        _check_broadcast("mask", mask, target)
+    if bias is not None:
+        if not isinstance(bias, Tensor) or not bias.dtype.is_floating_point:
+            got = bias.dtype if isinstance(bias, Tensor) else type(bias).__name__
+            raise TypeError(f"bias must be a floating-point tensor, got {got}")
+        _check_broadcast("bias", bias, target)
+    if not isinstance(causal, bool):
+        raise TypeError(f"causal must be a bool, got {causal!r}")
+    window_ = _masks.resolve_window(window)
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    elif isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
+        raise ValueError(f"scale must be a finite number or None, got {scale!r}")
+    if isinstance(normalize, str):
+        _norm.resolve(normalize)  # raises on unknown names
+    elif not callable(normalize):
+        raise ValueError(
+            f"normalize must be one of {sorted(_norm.NORMALIZATIONS)} or a callable, "
+            f"got {normalize!r}"
+        )
+    if not (0.0 <= float(dropout_p) < 1.0):
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p!r}")
+    return AttentionCall(
+        q,
+        k,
+        v,
+        mask,
+        bias,
+        causal,
+        window_,
+        float(scale),
+        normalize,
+        float(dropout_p),
+        bool(return_weights),
+    )

@@ -1,0 +1,115 @@
+"""Boolean attention masks, built from index predicates. Polarity everywhere: True = may attend.
+
+Legend: i = query position, j = key position; a mask is broadcastable to (b, h, i, j).
+Query i and key j are aligned top-left (position i of the queries is position i of the keys),
+as in ``torch.nn.functional.scaled_dot_product_attention(is_causal=True)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["causal", "combine", "padding", "resolve_window", "window", "build"]
+
+
+def _positions(q_len: int, k_len: int, device: torch.device | str | None) -> tuple[Tensor, Tensor]:
+    i = torch.arange(q_len, device=device).unsqueeze(-1)  # (i, 1)
+    j = torch.arange(k_len, device=device).unsqueeze(0)  # (1, j)
+    return i, j
+
+
+def causal(q_len: int, k_len: int | None = None, *, device=None) -> Tensor:
+    """(i, j) mask of ``j <= i``: no query sees the future."""
+    k_len = q_len if k_len is None else k_len
+    i, j = _positions(q_len, k_len, device)
+    return j <= i
+
+
+def window(
+    q_len: int,
+    k_len: int | None = None,
+    left: int | None = None,
+    right: int | None = None,
+    *,
+    device=None,
+) -> Tensor:
+    """(i, j) band mask of ``i - left <= j <= i + right``; None means unbounded on that side.
+
+    ``window(n, n, left=w, right=0)`` is causal truncated attention over the last w positions.
+    """
+    k_len = q_len if k_len is None else k_len
+    for name, val in (("left", left), ("right", right)):
+        if val is not None and (not isinstance(val, int) or val < 0):
+            raise ValueError(f"{name} must be a non-negative int or None, got {val!r}")
+    i, j = _positions(q_len, k_len, device)
+    allowed = torch.ones(q_len, k_len, dtype=torch.bool, device=device)
+    if left is not None:
+        allowed &= j >= i - left
+    if right is not None:
+        allowed &= j <= i + right
+    return allowed
+
+
+def padding(lengths: Tensor | list[int], max_len: int | None = None, *, device=None) -> Tensor:
+    """(b, 1, 1, j) key-padding mask from sequence lengths: key j is real iff ``j < lengths[b]``."""
+    lengths = torch.as_tensor(lengths, device=device)
+    if lengths.ndim != 1 or lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
+        raise ValueError(f"lengths must be a 1-D integer tensor or list, got {lengths!r}")
+    if (lengths < 0).any():
+        raise ValueError(f"lengths must be non-negative, got {lengths.tolist()}")
+    max_len = int(lengths.max()) if max_len is None else max_len
+    if (lengths > max_len).any():
+        raise ValueError(f"lengths must be <= max_len={max_len}, got {lengths.tolist()}")
+    j = torch.arange(max_len, device=lengths.device)
+    return (j < lengths[:, None])[:, None, None, :]
+
+
+def combine(*masks: Tensor | None) -> Tensor | None:
+    """Logical AND of masks (None = no restriction); the result broadcasts over all inputs."""
+    out: Tensor | None = None
+    for m in masks:
+        if m is None:
+            continue
+        if m.dtype != torch.bool:
+            raise TypeError(f"masks must be bool (True = may attend), got {m.dtype}")
+        out = m if out is None else out & m
+    return out
+
+
+def resolve_window(window_arg) -> tuple[int | None, int | None] | None:
+    """Normalise the ``window=`` argument: None, w (symmetric), or (left, right) -> (left, right)."""
+    if window_arg is None:
+        return None
+    if isinstance(window_arg, bool) or not isinstance(window_arg, int | tuple | list):
+        raise ValueError(f"window must be an int or a (left, right) pair, got {window_arg!r}")
+    if isinstance(window_arg, int):
+        left = right = window_arg
+    else:
+        if len(window_arg) != 2:
+            raise ValueError(f"window must be an int or a (left, right) pair, got {window_arg!r}")
+        left, right = window_arg
+    for name, val in (("left", left), ("right", right)):
+        if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 0):
+            raise ValueError(
+                f"window {name} must be a non-negative int or None, got {val!r} (in {window_arg!r})"
+            )
+    return left, right
+
+
+def build(
+    mask: Tensor | None,
+    causal_: bool,
+    window_: tuple[int | None, int | None] | None,
+    q_len: int,
+    k_len: int,
+    device=None,
+) -> Tensor | None:
+    """The one bool mask a call means: user mask AND causal AND window (None if unrestricted)."""
+    left, right = window_ if window_ is not None else (None, None)
+    if causal_:
+        right = 0 if right is None else min(right, 0)
+    band = None
+    if left is not None or right is not None:
+        band = window(q_len, k_len, left, right, device=device)
+    return combine(mask, band)

@@ -1,0 +1,1 @@
+"""NumPy float64 reference (filled in by the reference module)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["causal", "combine", "padding", "resolve_window", "window", "build"]
+__all__ = ["build", "causal", "combine", "padding", "resolve_window", "window"]
 
 
 def _positions(q_len: int, k_len: int, device: torch.device | str | None) -> tuple[Tensor, Tensor]:
@@ -78,7 +78,7 @@ def combine(*masks: Tensor | None) -> Tensor | None:
 
 
 def resolve_window(window_arg) -> tuple[int | None, int | None] | None:
-    """Normalise the ``window=`` argument: None, w (symmetric), or (left, right) -> (left, right)."""
+    """Normalise ``window=``: None, w (symmetric) or (left, right) -> (left, right) or None."""
     if window_arg is None:
         return None
     if isinstance(window_arg, bool) or not isinstance(window_arg, int | tuple | list):

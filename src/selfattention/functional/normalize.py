@@ -29,7 +29,7 @@ def softmax(scores: Tensor, allowed: Tensor | None) -> Tensor:
     s = scores.to(_compute_dtype(scores))
     if allowed is None:
         return torch.softmax(s, dim=-1)
-    # The most negative finite value (not -inf) keeps fully masked rows finite, forward and backward.
+    # The most negative finite value (not -inf) keeps fully masked rows finite, also backward.
     s = s.masked_fill(~allowed, torch.finfo(s.dtype).min)
     return torch.softmax(s, dim=-1).masked_fill(~allowed, 0.0)
 

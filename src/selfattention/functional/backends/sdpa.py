@@ -66,7 +66,7 @@ register(
         forward,
         refuse,
         auto_skip,
-        cost="fused softmax kernel; time O(b·h·n_q·n_k·d), memory O(b·h·n_q) unless a mask is built",
+        cost="fused softmax kernel; time O(b·h·n_q·n_k·d), memory O(b·h·n_q) unless masked",
     ),
     auto_rank=0,
 )

@@ -1,1 +1,41 @@
-"""Modules."""
+"""Modules, batch-first (batch, seq, dim). Masks are bool, True = may attend, broadcastable to
+(batch, heads, q_len, k_len); ``MultiheadAttention`` alone keeps torch's True = ignore.
+"""
+
+from selfattention.nn.attention import SelfAttention, merge_heads, split_heads
+from selfattention.nn.encoder import (
+    ACTIVATIONS,
+    EncoderOutput,
+    FeedForward,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
+from selfattention.nn.positions import (
+    ALiBi,
+    AttentionPositions,
+    LearnedPositions,
+    RotaryPositions,
+    SinusoidalPositions,
+    SinusoidalPositions2D,
+    alibi_slopes,
+    sinusoidal_table,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "ALiBi",
+    "AttentionPositions",
+    "EncoderOutput",
+    "FeedForward",
+    "LearnedPositions",
+    "RotaryPositions",
+    "SelfAttention",
+    "SinusoidalPositions",
+    "SinusoidalPositions2D",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
+    "alibi_slopes",
+    "merge_heads",
+    "sinusoidal_table",
+    "split_heads",
+]

@@ -1,0 +1,210 @@
+"""``SelfAttention``: learnable projections around ``selfattention.functional.attention``.
+
+Legend: b batch, i query positions, j key positions, h heads, d head_dim, e = dim.
+
+    Q = X W_qᵀ + b_q,  K = C W_kᵀ + b_k,  V = C W_vᵀ + b_v      (C = X, or the context)
+    per head:  O_h = normalize(Q_h K_hᵀ / √d + bias) V_h
+    out = concat_h(O_h) W_oᵀ + b_o
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from selfattention.functional import attention
+from selfattention.functional import masks as _masks
+from selfattention.functional import normalize as _norm
+from selfattention.nn._checks import (
+    check_mask,
+    check_positive_int,
+    check_probability,
+    check_sequence,
+)
+
+__all__ = ["SelfAttention", "merge_heads", "split_heads"]
+
+
+def split_heads(x: Tensor, heads: int) -> Tensor:
+    """(b, n, h·d) -> (b, h, n, d)."""
+    b, n, _ = x.shape
+    return x.view(b, n, heads, -1).transpose(1, 2)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """(b, h, n, d) -> (b, n, h·d)."""
+    b, h, n, d = x.shape
+    return x.transpose(1, 2).reshape(b, n, h * d)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head (self- or cross-) attention, batch-first.
+
+    Args:
+        dim: model width e of the input x (b, i, e) and the output.
+        heads: number of heads h.
+        head_dim: d per head; default dim // heads (then heads must divide dim).
+        bias: biases in the four projections.
+        positions: a module with ``attend(q, k) -> (q, k, bias | None)`` applied after the
+            projections (``RotaryPositions``, ``ALiBi``); see ``positions.AttentionPositions``.
+            Additive encodings (``SinusoidalPositions``) belong on the input instead.
+        normalize: "softmax" | "sum" | "relu" | callable(scores, allowed) -> weights.
+        window: w or (left, right): query i sees keys i-left .. i+right.
+        causal: query i sees keys j <= i.
+        dropout: dropout on the attention weights, in training only.
+        kv_dim: width of the context for cross-attention (default dim).
+        backend: "auto" or a name from ``selfattention.functional.backends.REGISTRY``.
+        scale: score scale, default 1/√d.
+
+    Submodules ``query_proj``, ``key_proj``, ``value_proj`` (e -> h·d) and ``out_proj``
+    (h·d -> e) are ``torch.nn.Linear``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int = 1,
+        head_dim: int | None = None,
+        bias: bool = True,
+        positions: nn.Module | None = None,
+        normalize: str | _norm.Normalize = "softmax",
+        window: int | tuple[int | None, int | None] | None = None,
+        causal: bool = False,
+        dropout: float = 0.0,
+        kv_dim: int | None = None,
+        backend: str = "auto",
+        scale: float | None = None,
+        *,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        self.dim = check_positive_int("dim", dim)
+        self.heads = check_positive_int("heads", heads)
+        if head_dim is None:
+            if dim % heads:
+                raise ValueError(
+                    f"heads must divide dim when head_dim is not given: dim={dim}, heads={heads} "
+                    f"(dim % heads = {dim % heads}); pick another heads or pass head_dim"
+                )
+            head_dim = dim // heads
+        self.head_dim = check_positive_int("head_dim", head_dim)
+        self.kv_dim = dim if kv_dim is None else check_positive_int("kv_dim", kv_dim)
+        if positions is not None and not callable(getattr(positions, "attend", None)):
+            raise TypeError(
+                "positions must have an attend(q, k) -> (q, k, bias) method (RotaryPositions, "
+                f"ALiBi), got {type(positions).__name__}; additive encodings such as "
+                "SinusoidalPositions are applied to the input x by the model, not by attention"
+            )
+        if getattr(positions, "heads", heads) != heads:
+            raise ValueError(f"positions was built for heads={positions.heads}, got heads={heads}")
+        if getattr(positions, "head_dim", self.head_dim) != self.head_dim:
+            raise ValueError(
+                f"positions was built for head_dim={positions.head_dim}, but this attention has "
+                f"head_dim={self.head_dim}"
+            )
+        if isinstance(normalize, str):
+            _norm.resolve(normalize)
+        elif not callable(normalize):
+            raise ValueError(
+                f"normalize must be one of {sorted(_norm.NORMALIZATIONS)} or a callable, "
+                f"got {normalize!r}"
+            )
+        if not isinstance(causal, bool):
+            raise TypeError(f"causal must be a bool, got {causal!r}")
+        if not isinstance(backend, str):
+            raise ValueError(f"backend must be a string name, got {backend!r}")
+        self.window = _masks.resolve_window(window)
+        self.causal = causal
+        self.normalize = normalize
+        self.dropout = check_probability("dropout", dropout)
+        self.backend = backend
+        self.scale = scale
+        self.positions = positions
+        inner = self.heads * self.head_dim
+        kw = dict(device=device, dtype=dtype)
+        self.query_proj = nn.Linear(dim, inner, bias=bias, **kw)
+        self.key_proj = nn.Linear(self.kv_dim, inner, bias=bias, **kw)
+        self.value_proj = nn.Linear(self.kv_dim, inner, bias=bias, **kw)
+        self.out_proj = nn.Linear(inner, dim, bias=bias, **kw)
+
+    def forward(
+        self,
+        x: Tensor,
+        context: Tensor | None = None,
+        *,
+        mask: Tensor | None = None,
+        bias: Tensor | None = None,
+        return_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Attend from x to itself, or to ``context`` (cross-attention).
+
+        Args:
+            x: (b, i, dim).
+            context: (b, j, kv_dim), or None for self-attention (j = i).
+            mask: bool, broadcastable to (b, h, i, j), True = may attend; a key-padding mask is
+                ``sa.masks.padding(lengths)`` of shape (b, 1, 1, j).
+            bias: float, broadcastable to (b, h, i, j), added to the scores.
+            return_weights: also return the weights (b, h, i, j), per head.
+
+        Returns:
+            out (b, i, dim), or (out, weights) with ``return_weights=True``.
+        """
+        check_sequence("x", x, self.dim)
+        if context is None:
+            if self.kv_dim != self.dim:
+                raise ValueError(
+                    f"this attention was built with kv_dim={self.kv_dim} != dim={self.dim}, so "
+                    "it needs context= (batch, seq, kv_dim)"
+                )
+            context = x
+        else:
+            check_sequence("context", context, self.kv_dim, "kv_dim")
+            if context.shape[0] != x.shape[0]:
+                raise ValueError(
+                    f"context must have the same batch size as x: x has {x.shape[0]}, "
+                    f"context has {context.shape[0]}"
+                )
+            if context.dtype != x.dtype:
+                raise TypeError(f"context dtype {context.dtype} differs from x dtype {x.dtype}")
+        check_mask("mask", mask)
+        if not isinstance(return_weights, bool):
+            raise TypeError(f"return_weights must be a bool, got {return_weights!r}")
+
+        q = split_heads(self.query_proj(x), self.heads)  # (b, h, i, d)
+        k = split_heads(self.key_proj(context), self.heads)  # (b, h, j, d)
+        v = split_heads(self.value_proj(context), self.heads)  # (b, h, j, d)
+        if self.positions is not None:
+            q, k, pos_bias = self.positions.attend(q, k)
+            if pos_bias is not None:
+                bias = pos_bias if bias is None else bias + pos_bias
+        result = attention(
+            q,
+            k,
+            v,
+            mask=mask,
+            bias=bias,
+            causal=self.causal,
+            window=self.window,
+            scale=self.scale,
+            normalize=self.normalize,
+            dropout_p=self.dropout if self.training else 0.0,
+            return_weights=return_weights,
+            backend=self.backend,
+        )
+        out, weights = result if return_weights else (result, None)
+        out = self.out_proj(merge_heads(out))  # (b, i, h·d) -> (b, i, dim)
+        return (out, weights) if return_weights else out
+
+    def extra_repr(self) -> str:
+        parts = [f"dim={self.dim}", f"heads={self.heads}", f"head_dim={self.head_dim}"]
+        if self.kv_dim != self.dim:
+            parts.append(f"kv_dim={self.kv_dim}")
+        if self.causal:
+            parts.append("causal=True")
+        if self.window is not None:
+            parts.append(f"window={self.window}")
+        if self.normalize != "softmax":
+            parts.append(f"normalize={self.normalize!r}")
+        if self.dropout:
+            parts.append(f"dropout={self.dropout}")
+        return ", ".join(parts)

@@ -57,7 +57,7 @@ class Pooling:
 
 
 def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
-    """Mean of the real tokens: sum_j m_j h_j / max(sum_j m_j, 1e-9). (b, n, d), (b, n) -> (b, d)."""
+    """Mean over real tokens, sum_j m_j h_j / max(sum_j m_j, 1e-9): (b, n, d), (b, n) -> (b, d)."""
     m = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (b, n, 1)
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
 

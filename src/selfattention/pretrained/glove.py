@@ -157,12 +157,12 @@ def _load_text(path: Path) -> GloVe:
             if len(parts) < 2:
                 if not line.strip():
                     continue
-                raise ValueError(f"{str(path)}:{lineno}: expected 'word v1 ... vd', got {line!r}")
+                raise ValueError(f"{path!s}:{lineno}: expected 'word v1 ... vd', got {line!r}")
             if dim is None:
                 dim = len(parts) - 1
             if len(parts) < dim + 1:
                 raise ValueError(
-                    f"{str(path)}:{lineno}: expected a word and {dim} numbers, got "
+                    f"{path!s}:{lineno}: expected a word and {dim} numbers, got "
                     f"{len(parts) - 1} fields"
                 )
             word = " ".join(parts[: len(parts) - dim])
@@ -170,7 +170,7 @@ def _load_text(path: Path) -> GloVe:
                 vec = np.asarray(parts[len(parts) - dim :], dtype=np.float32)
             except ValueError:
                 raise ValueError(
-                    f"{str(path)}:{lineno}: expected {dim} numbers after the word, got {line[:80]!r}"
+                    f"{path!s}:{lineno}: expected {dim} numbers after the word, got {line[:80]!r}"
                 ) from None
             vocab.append(word)
             rows.append(vec)

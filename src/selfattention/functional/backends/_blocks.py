@@ -1,0 +1,192 @@
+"""Tile arithmetic shared by the blocked backends (``chunked``, ``window``, 2-D neighbourhoods).
+
+A tile is a block of scores ``s`` (..., R, C): R query rows against C keys, already scaled and
+biased, with ``allowed`` (bool, broadcastable, or None) saying which entries count. Rows are
+folded tile by tile into running statistics, so no row of the n_q × n_k matrix is ever stored:
+
+    softmax  running max m, sum l = Σ exp(s - m), acc = Σ exp(s - m) v      (online softmax)
+             out = acc / l,  stat = lse = m + log l
+    sum      z = Σ s,  acc = Σ s v;            out = acc / z,   stat = z
+    relu     c = #allowed keys, acc = Σ relu(s) v;  out = acc / c,  stat = c
+
+Backward (FlashAttention-2 style) recomputes each tile's weights from ``stat`` and the row term
+δ = Σ_e dO ∘ O, so it never stores the weights either:
+
+    softmax  p = exp(s - lse)      ds = p ∘ (dO Vᵀ - δ)
+    sum      p = s / z             ds = (dO Vᵀ - δ) / z        on allowed entries
+    relu     p = relu(s) / c       ds = 1[s > 0] ∘ dO Vᵀ / c
+
+then dV += pᵀ dO, dQ += ds K, dK += dsᵀ Q, dBias = ds. A row with no allowed key ends with
+out = 0 and a stat that makes every recomputed p zero (lse = +inf, z = c = 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+KINDS = ("softmax", "sum", "relu")
+NEG_INF = float("-inf")
+
+
+@dataclass
+class RowState:
+    """Running statistics of a block of query rows: (..., R, 1) each, acc (..., R, e)."""
+
+    kind: str
+    acc: Tensor | None = None
+    m: Tensor | None = None  # softmax: running max (finite; 0 where no key seen yet)
+    l: Tensor | None = None  # softmax: Σ exp(s - m); sum: Σ s
+    count: Tensor | None = None  # number of allowed keys (sum, relu)
+
+
+def mask_fill(s: Tensor, allowed: Tensor | None, kind: str) -> Tensor:
+    """Fill disallowed scores in place: -inf for softmax (exp -> 0), 0 for sum and relu."""
+    if allowed is not None:
+        s.masked_fill_(~allowed, NEG_INF if kind == "softmax" else 0.0)
+    return s
+
+
+def _count(allowed: Tensor | None, s: Tensor) -> Tensor:
+    if allowed is None:
+        return torch.full((*s.shape[:-1], 1), float(s.shape[-1]), dtype=s.dtype, device=s.device)
+    return allowed.sum(-1, keepdim=True, dtype=s.dtype).expand((*s.shape[:-1], 1))
+
+
+def fold(state: RowState, s: Tensor, allowed: Tensor | None, v: Tensor) -> None:
+    """Fold one tile of scores s (..., R, C) (overwritten) with values v (..., C, e) into state."""
+    kind = state.kind
+    mask_fill(s, allowed, kind)
+    if kind == "softmax":
+        m_tile = s.amax(-1, keepdim=True)
+        m_new = m_tile if state.m is None else torch.maximum(state.m, m_tile)
+        m_new = m_new.masked_fill(torch.isneginf(m_new), 0.0)  # rows without keys stay finite
+        p = s.sub_(m_new).exp_()
+        l_tile = p.sum(-1, keepdim=True)
+        pv = p @ v
+        if state.acc is None:
+            state.acc, state.l = pv, l_tile
+        else:
+            alpha = torch.exp(state.m - m_new)
+            state.acc = state.acc.mul_(alpha).add_(pv)
+            state.l = state.l.mul_(alpha).add_(l_tile)
+        state.m = m_new
+        return
+    if kind == "relu":
+        s.relu_()
+    pv = s @ v
+    row = s.sum(-1, keepdim=True) if kind == "sum" else None
+    c = _count(allowed, s)
+    if state.acc is None:
+        state.acc, state.l, state.count = pv, row, c.clone()
+    else:
+        state.acc.add_(pv)
+        state.count = state.count + c
+        if row is not None:
+            state.l.add_(row)
+
+
+def finish(state: RowState) -> tuple[Tensor, Tensor]:
+    """(out (..., R, e), stat (..., R, 1)) from the folded state; see the module docstring."""
+    kind = state.kind
+    if kind == "softmax":
+        empty = state.l == 0
+        l_safe = state.l.masked_fill(empty, 1.0)
+        out = state.acc / l_safe
+        lse = (state.m + torch.log(l_safe)).masked_fill(empty, float("inf"))
+        return out, lse
+    has_key = state.count > 0
+    if kind == "sum":
+        stat = torch.where(has_key, state.l, torch.ones_like(state.l))
+    else:
+        stat = state.count.clamp_min(1.0)
+    return state.acc / stat, stat
+
+
+def empty_stat(kind: str) -> float:
+    """The stat of a row without keys: every recomputed weight of it is 0."""
+    return float("inf") if kind == "softmax" else 1.0
+
+
+def check_sum(stat: Tensor, count: Tensor | None) -> None:
+    """normalize='sum' raises, as the math path does, when a row with keys sums to <= 0."""
+    bad = stat <= 0
+    if count is not None:
+        bad = bad & (count > 0)
+    if bool(bad.any()):
+        raise ValueError(
+            f'normalize="sum" needs every row of scores to sum to > 0, but {int(bad.sum())} '
+            "row(s) sum to <= 0 (dot products can be negative); use softmax or relu, or make "
+            "the scores positive"
+        )
+
+
+def tile_grads(
+    kind: str, s: Tensor, allowed: Tensor | None, stat: Tensor, delta: Tensor, do: Tensor, v: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Recomputed weights p and score gradient ds of one tile (s is overwritten).
+
+    s (..., R, C) scaled+biased scores; stat, delta (..., R, 1); do (..., R, e); v (..., C, e).
+    """
+    mask_fill(s, allowed, kind)
+    dp = do @ v.transpose(-1, -2)
+    if kind == "softmax":
+        p = s.sub_(stat).exp_()
+        ds = dp.sub_(delta).mul_(p)
+    elif kind == "sum":
+        p = s.div_(stat)
+        ds = dp.sub_(delta).div_(stat)
+        if allowed is not None:
+            ds.masked_fill_(~allowed, 0.0)
+    else:
+        positive = s > 0
+        p = s.relu_().div_(stat)
+        ds = dp.mul_(positive).div_(stat)
+    return p, ds
+
+
+def reduce_to(x: Tensor, shape) -> Tensor:
+    """Sum x over the dims where ``shape`` has size 1 (the gradient of a broadcast operand)."""
+    dims = [i for i, (a, s) in enumerate(zip(x.shape, shape, strict=True)) if s == 1 and a != 1]
+    return x.sum(dims, keepdim=True) if dims else x
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Half precisions are computed in float32; float32 and float64 as they are."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+class BlockedAttention(torch.autograd.Function):
+    """Autograd wrapper: ``engine.forward`` keeps (out, stat); ``engine.backward`` recomputes.
+
+    The engine (a ``chunked`` or ``window`` plan) holds everything that is not a tensor with a
+    gradient: scale, kind, masks, block sizes. ``bias`` may be None or carry a gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, engine, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None):
+        out, stat = engine.forward(q, k, v, bias)
+        ctx.engine = engine
+        ctx.save_for_backward(q, k, v, bias, out, stat)
+        return out
+
+    @staticmethod
+    def backward(ctx, dout: Tensor):
+        q, k, v, bias, out, stat = ctx.saved_tensors
+        need_bias = bias is not None and ctx.needs_input_grad[4]
+        dq, dk, dv, dbias = ctx.engine.backward(
+            q, k, v, bias, out, stat, dout.contiguous(), need_bias
+        )
+        return None, dq, dk, dv, dbias
+
+
+def run(engine, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -> Tensor:
+    """Forward through ``engine``; with autograd only when some input needs a gradient."""
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (q, k, v, bias)
+    )
+    if not needs_grad:
+        return engine.forward(q, k, v, bias)[0]
+    return BlockedAttention.apply(engine, q, k, v, bias)

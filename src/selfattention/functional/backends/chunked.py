@@ -1,0 +1,169 @@
+"""Exact attention over query × key blocks with an online softmax: no n_q × n_k matrix.
+
+For each block of queries the keys are visited block by block and folded into running row
+statistics (``_blocks``: running max and sum for softmax, row sums for "sum", allowed-key counts
+for "relu"). Tiles entirely outside the band (causal, window) are skipped; tiles entirely inside
+it need no mask. Backward recomputes every tile from the stored output and one statistic per row
+(log-sum-exp for softmax), FlashAttention-2 style.
+
+Time O(b·h·n_q·n_k·d) (less the skipped tiles), memory O(b·h·(n_q + n_k)·d) plus one tile of
+b·h·B_q·B_k scores, for every normalisation (softmax, sum, relu), mask and bias.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from selfattention.functional.backends import Backend, register
+from selfattention.functional.backends import _blocks as blk
+from selfattention.functional.backends.window import common_refusal
+from selfattention.functional.call import AttentionCall
+
+TILE_BYTES = 4 * 2**20  # one tile of scores across (b, h); fits in L2/L3 on a small CPU
+Q_BLOCK = 64
+
+
+class ChunkedPlan:
+    """Block sizes, band, mask and normalisation of one call (everything without a gradient)."""
+
+    def __init__(self, call: AttentionCall, q_block: int | None = None, k_block: int | None = None):
+        self.kind = call.normalize
+        self.scale = call.scale
+        self.left, self.right = call.band()
+        self.nq, self.nk = call.q_len, call.k_len
+        bh = call.q.shape[0] * call.q.shape[1]
+        self.q_block = q_block or min(self.nq, Q_BLOCK)
+        per_key = bh * self.q_block * 4
+        self.k_block = k_block or max(256, min(self.nk, TILE_BYTES // per_key))
+        self.mask = None if call.mask is None else _as4d(call.mask)
+        self.device = call.q.device
+
+    def tiles(self):
+        """(i0, i1, [(j0, j1, band_mask | None), ...]) over the blocks that meet the band."""
+        left, right = self.left, self.right
+        for i0 in range(0, self.nq, self.q_block):
+            i1 = min(self.nq, i0 + self.q_block)
+            keys = []
+            for j0 in range(0, self.nk, self.k_block):
+                j1 = min(self.nk, j0 + self.k_block)
+                if right is not None and j0 > i1 - 1 + right:
+                    break
+                if left is not None and j1 - 1 < i0 - left:
+                    continue
+                inside = (left is None or j0 >= i1 - 1 - left) and (
+                    right is None or j1 - 1 <= i0 + right
+                )
+                band = None
+                if not inside:
+                    i = torch.arange(i0, i1, device=self.device)[:, None]
+                    j = torch.arange(j0, j1, device=self.device)[None, :]
+                    band = torch.ones(i1 - i0, j1 - j0, dtype=torch.bool, device=self.device)
+                    if left is not None:
+                        band &= j >= i - left
+                    if right is not None:
+                        band &= j <= i + right
+                keys.append((j0, j1, band))
+            yield i0, i1, keys
+
+    def scores(self, qs: Tensor, k: Tensor, bias: Tensor | None, i0, i1, j0, j1, band):
+        s = qs[:, :, i0:i1] @ k[:, :, j0:j1].transpose(-1, -2)
+        allowed = band
+        if self.mask is not None:
+            allowed = blk_and(allowed, _slice(self.mask, i0, i1, j0, j1))
+        if bias is not None:
+            bias_t = _slice(bias, i0, i1, j0, j1)
+            s.add_(bias_t)
+            allowed = blk_and(allowed, ~torch.isneginf(bias_t))
+        return s, allowed
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None):
+        qs = q * self.scale
+        out = q.new_zeros((*q.shape[:-1], v.shape[-1]))
+        stat = q.new_full((*q.shape[:-1], 1), blk.empty_stat(self.kind))
+        for i0, i1, keys in self.tiles():
+            state = blk.RowState(self.kind)
+            for j0, j1, band in keys:
+                s, allowed = self.scores(qs, k, bias, i0, i1, j0, j1, band)
+                blk.fold(state, s, allowed, v[:, :, j0:j1])
+            if state.acc is None:  # no key block meets the band: zeros
+                continue
+            if self.kind == "sum":
+                blk.check_sum(state.l, state.count)
+            out[:, :, i0:i1], stat[:, :, i0:i1] = blk.finish(state)
+        return out, stat
+
+    def backward(self, q, k, v, bias, out, stat, dout, need_bias):
+        qs = q * self.scale
+        delta = (dout * out).sum(-1, keepdim=True)
+        dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+        dbias = torch.zeros_like(bias) if need_bias else None
+        for i0, i1, keys in self.tiles():
+            do = dout[:, :, i0:i1]
+            for j0, j1, band in keys:
+                s, allowed = self.scores(qs, k, bias, i0, i1, j0, j1, band)
+                p, ds = blk.tile_grads(
+                    self.kind, s, allowed, stat[:, :, i0:i1], delta[:, :, i0:i1], do, v[:, :, j0:j1]
+                )
+                dv[:, :, j0:j1] += p.transpose(-1, -2) @ do
+                dk[:, :, j0:j1] += ds.transpose(-1, -2) @ qs[:, :, i0:i1]
+                dq[:, :, i0:i1] += ds @ k[:, :, j0:j1]
+                if dbias is not None:
+                    target = _slice(dbias, i0, i1, j0, j1)
+                    target += blk.reduce_to(ds, target.shape)
+        return dq.mul_(self.scale), dk, dv, dbias
+
+
+def blk_and(a: Tensor | None, b: Tensor) -> Tensor:
+    return b if a is None else a & b
+
+
+def _as4d(x: Tensor) -> Tensor:
+    return x.reshape((1,) * (4 - x.ndim) + tuple(x.shape))
+
+
+def _slice(x: Tensor, i0: int, i1: int, j0: int, j1: int) -> Tensor:
+    """The (i0:i1, j0:j1) tile of a broadcastable 4-D tensor (size-1 dims stay size 1)."""
+    if x.shape[2] != 1:
+        x = x[:, :, i0:i1]
+    if x.shape[3] != 1:
+        x = x[:, :, :, j0:j1]
+    return x
+
+
+def refuse(call: AttentionCall) -> str | None:
+    return common_refusal(call, "chunked")
+
+
+SMALL_WEIGHTS = 32 * 2**20  # bytes of weights below which the materialised path is as fast
+
+
+def auto_skip(call: AttentionCall) -> str | None:
+    b, h = call.q.shape[:2]
+    size = b * h * call.q_len * call.k_len * 4
+    if size <= SMALL_WEIGHTS and call.window is None and not call.causal:
+        return f"the weights are small ({size / 2**20:.1f} MiB); the math path is as fast"
+    return None
+
+
+def forward(call: AttentionCall) -> tuple[Tensor, None]:
+    dtype = blk.compute_dtype(call.q.dtype)
+    plan = ChunkedPlan(call)
+    bias = None if call.bias is None else _as4d(call.bias.to(dtype))
+    out = blk.run(plan, call.q.to(dtype), call.k.to(dtype), call.v.to(dtype), bias)
+    return out.to(call.v.dtype), None
+
+
+register(
+    Backend(
+        "chunked",
+        forward,
+        refuse,
+        auto_skip,
+        cost=(
+            "time O(b·h·n_q·n_k·d) minus tiles outside the band, memory O(b·h·(n_q+n_k)·d) + "
+            "one B_q×B_k tile; forward and backward, softmax/sum/relu, any mask and bias"
+        ),
+    ),
+    auto_rank=2,
+)

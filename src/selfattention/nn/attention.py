@@ -170,6 +170,7 @@ class SelfAttention(nn.Module):
         if not isinstance(return_weights, bool):
             raise TypeError(f"return_weights must be a bool, got {return_weights!r}")
 
+        mask, bias = _as_4d(mask), _as_4d(bias)
         q = split_heads(self.query_proj(x), self.heads)  # (b, h, i, d)
         k = split_heads(self.key_proj(context), self.heads)  # (b, h, j, d)
         v = split_heads(self.value_proj(context), self.heads)  # (b, h, j, d)
@@ -208,3 +209,10 @@ class SelfAttention(nn.Module):
         if self.dropout:
             parts.append(f"dropout={self.dropout}")
         return ", ".join(parts)
+
+
+def _as_4d(t: Tensor | None) -> Tensor | None:
+    """Prepend size-1 axes so a broadcastable mask or bias is (b|1, h|1, i|1, j)."""
+    if t is None or t.ndim >= 4:
+        return t
+    return t.reshape((1,) * (4 - t.ndim) + tuple(t.shape))

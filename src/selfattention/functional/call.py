@@ -16,7 +16,8 @@ from selfattention.functional import normalize as _norm
 class AttentionCall:
     """A validated attention request. Shapes: q (b, h, i, d), k (b, h, j, d), v (b, h, j, e).
 
-    ``mask`` is the user's bool mask only (True = may attend), broadcastable to (b, h, i, j);
+    ``mask`` is the user's bool mask only (True = may attend) and ``bias`` the additive float bias,
+    both 4-D (leading axes added at validation) and broadcastable to (b, h, i, j);
     ``causal`` and ``window`` = (left, right) are kept symbolic so that kernels can skip work.
     ``allowed()`` materialises all three as one bool mask for the paths that need it.
     """
@@ -83,6 +84,11 @@ def _check_broadcast(name: str, t: Tensor, target: tuple[int, ...]) -> None:
         )
 
 
+def _as_4d(t: Tensor) -> Tensor:
+    """A view with leading size-1 axes, so backends can rely on (b|1, h|1, i|1, j|1)."""
+    return t.reshape((1,) * (4 - t.ndim) + tuple(t.shape)) if t.ndim < 4 else t
+
+
 def make_call(
     q: Tensor,
     k: Tensor,
@@ -126,11 +132,13 @@ def make_call(
                 "pass an additive float mask as bias= instead"
             )
         _check_broadcast("mask", mask, target)
+        mask = _as_4d(mask)
     if bias is not None:
         if not isinstance(bias, Tensor) or not bias.dtype.is_floating_point:
             got = bias.dtype if isinstance(bias, Tensor) else type(bias).__name__
             raise TypeError(f"bias must be a floating-point tensor, got {got}")
         _check_broadcast("bias", bias, target)
+        bias = _as_4d(bias)
     if not isinstance(causal, bool):
         raise TypeError(f"causal must be a bool, got {causal!r}")
     window_ = _masks.resolve_window(window)

@@ -1,0 +1,49 @@
+"""Matplotlib plumbing shared by the views: figures without pyplot (no display, no global state)
+and saving them.
+
+Figures are built as ``matplotlib.figure.Figure`` objects, which render with the Agg canvas on
+``savefig`` whatever backend (if any) the user's session has chosen, so nothing here needs a
+display, Jupyter or ``matplotlib.use``.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = ["new_figure", "png_bytes", "save", "text_color"]
+
+
+def new_figure(width: float, height: float, **kwargs) -> Figure:
+    """A Figure attached to an Agg canvas, ``width`` × ``height`` inches."""
+    fig = Figure(figsize=(width, height), **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig: Figure, path: str | Path, *, dpi: float | None = None) -> Path:
+    """Write ``fig`` to ``path`` (format from the suffix, PNG if none), creating parent folders."""
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    fig.savefig(path, dpi=dpi or fig.dpi, bbox_inches="tight", format=fmt, facecolor="white")
+    return path
+
+
+def png_bytes(fig: Figure, *, dpi: float | None = None) -> bytes:
+    """``fig`` encoded as PNG bytes (what the HTML report embeds)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi or fig.dpi, bbox_inches="tight", format="png", facecolor="white")
+    return buf.getvalue()
+
+
+def text_color(rgba: np.ndarray) -> str:
+    """Black or white, whichever reads better on a cell of colour ``rgba`` (relative luminance)."""
+    r, g, b = rgba[:3]
+    return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.5 else "white"

@@ -1,0 +1,190 @@
+"""One attended sequence (its labels and per-layer, per-head weights), and the ``attention.json``
+file format that ``selfattention explain`` writes and ``selfattention viz json`` reads.
+
+attention.json::
+
+    {"format": "selfattention.attention/1",
+     "sequences": [{"name": "bank (river)",
+                    "tokens": ["the", "bank", ...],           # j key labels
+                    "query_tokens": [...],                    # optional, i labels if i != j
+                    "weights": [[[[w_00, w_01, ...], ...]]]}], # [layer][head][query][key]
+     "meta": {...}}                                           # optional, free-form
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from selfattention.viz._inputs import as_array, as_labels, stack_layers
+from selfattention.viz.images import patches as cut_patches
+
+__all__ = ["FORMAT", "AttentionRecord", "as_record", "as_records", "dump_json", "load_json"]
+
+FORMAT = "selfattention.attention/1"
+
+
+@dataclasses.dataclass
+class AttentionRecord:
+    """A sequence and its attention weights, as the report and the JSON file hold it.
+
+    Attributes:
+        name: shown in the report's sequence selector.
+        weights: anything ``stack_layers`` accepts; stored as (L, H, i, j) float64.
+        tokens: j key labels (for text); default "0".."j-1", or "[CLS]", "patch 0", ... for images.
+        query_tokens: i query labels when they differ from ``tokens`` (cross-attention).
+        patches: for images, gh·gw small arrays (ph, pw) or (ph, pw, C) drawn where tokens would be.
+        image: the full image (H, W) or (H, W, C); with ``grid`` it gives ``patches`` if absent.
+        grid: (gh, gw), the patch grid (inferred from ``image`` and the patch size if omitted).
+        cls_token: position 0 is a class token, the patches follow.
+    """
+
+    name: str
+    weights: Any
+    tokens: list[str] | None = None
+    query_tokens: list[str] | None = None
+    patches: list[Any] | None = None
+    image: Any = None
+    grid: tuple[int, int] | None = None
+    cls_token: bool = False
+
+    def __post_init__(self) -> None:
+        self.name = str(self.name)
+        self.weights = stack_layers(self.weights, f"weights of {self.name!r}")
+        _, _, n_i, n_j = self.weights.shape
+        cls = int(bool(self.cls_token))
+        if self.image is not None:
+            self.image = as_array(self.image, f"image of {self.name!r}", ndim=(2, 3))
+        if self.patches is None and self.image is not None and self.grid is not None:
+            self.patches = cut_patches(self.image, self.grid)
+        if self.patches is not None:
+            self.patches = [
+                as_array(p, f"patches[{k}]", ndim=(2, 3)) for k, p in enumerate(self.patches)
+            ]
+            if len(self.patches) + cls != n_j:
+                raise ValueError(
+                    f"{self.name!r}: {len(self.patches)} patches{' + class token' if cls else ''} "
+                    f"but the weights have {n_j} key positions"
+                )
+            if len({p.shape for p in self.patches}) != 1:
+                raise ValueError(f"{self.name!r}: patches must all have the same shape")
+            if self.grid is None and self.image is not None:
+                ph, pw = self.patches[0].shape[:2]
+                self.grid = (self.image.shape[0] // ph, self.image.shape[1] // pw)
+            if self.grid is not None:
+                self.grid = (int(self.grid[0]), int(self.grid[1]))
+                if self.grid[0] * self.grid[1] != len(self.patches):
+                    raise ValueError(
+                        f"{self.name!r}: grid {self.grid} does not hold {len(self.patches)} patches"
+                    )
+            if self.tokens is None:
+                self.tokens = ["[CLS]"] * cls + [f"patch {k}" for k in range(len(self.patches))]
+        self.tokens = as_labels(self.tokens, n_j, f"tokens of {self.name!r}")
+        if self.query_tokens is not None or n_i != n_j:
+            self.query_tokens = as_labels(self.query_tokens, n_i, f"query_tokens of {self.name!r}")
+        else:
+            self.query_tokens = list(self.tokens)
+
+    @property
+    def is_image(self) -> bool:
+        return self.patches is not None
+
+
+def as_record(obj: Any, index: int = 0) -> AttentionRecord:
+    """An ``AttentionRecord`` from a record, or a dict with its field names."""
+    if isinstance(obj, AttentionRecord):
+        return obj
+    if isinstance(obj, Mapping):
+        fields = {f.name for f in dataclasses.fields(AttentionRecord)}
+        unknown = set(obj) - fields
+        if unknown:
+            raise TypeError(
+                f"sequences[{index}] has unknown keys {sorted(unknown)}; known: {sorted(fields)}"
+            )
+        if "weights" not in obj:
+            raise ValueError(f"sequences[{index}] has no 'weights'")
+        return AttentionRecord(**{"name": f"sequence {index}", **obj})
+    raise TypeError(
+        f"sequences[{index}] must be a dict or AttentionRecord, got {type(obj).__name__}"
+    )
+
+
+def as_records(sequences: Any) -> list[AttentionRecord]:
+    """A list of records from one record/dict or an iterable of them."""
+    if isinstance(sequences, AttentionRecord | Mapping):
+        sequences = [sequences]
+    if not isinstance(sequences, Iterable):
+        raise TypeError(
+            f"sequences must be a list of dicts or records, got {type(sequences).__name__}"
+        )
+    out = [as_record(s, k) for k, s in enumerate(sequences)]
+    if not out:
+        raise ValueError("sequences is empty; give at least one")
+    return out
+
+
+def dump_json(
+    path: str | Path, sequences: Any, *, digits: int = 6, meta: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``sequences`` (records or dicts) to ``path`` in the attention.json format.
+
+    Weights are rounded to ``digits`` decimals (6 keeps the file small and every plotted value
+    exact to the eye). Image fields are not stored; the format holds token sequences.
+    """
+    records = as_records(sequences)
+    doc: dict[str, Any] = {"format": FORMAT, "sequences": []}
+    for r in records:
+        entry: dict[str, Any] = {"name": r.name, "tokens": r.tokens}
+        if r.query_tokens != r.tokens:
+            entry["query_tokens"] = r.query_tokens
+        entry["weights"] = np.round(r.weights, digits).tolist()
+        doc["sequences"].append(entry)
+    if meta:
+        doc["meta"] = dict(meta)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+    return path
+
+
+def load_json(path: str | Path) -> list[AttentionRecord]:
+    """Read an attention.json file (see the module docstring) into records, checking its shape."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("sequences"), list):
+        raise ValueError(f"{path}: expected an object with a 'sequences' list")
+    fmt = doc.get("format", FORMAT)
+    if fmt != FORMAT:
+        raise ValueError(f"{path}: unknown format {fmt!r}; this version reads {FORMAT!r}")
+    records = []
+    for k, s in enumerate(doc["sequences"]):
+        if not isinstance(s, dict) or "weights" not in s or "tokens" not in s:
+            raise ValueError(f"{path}: sequences[{k}] needs 'tokens' and 'weights'")
+        try:
+            weights = np.asarray(s["weights"], dtype=np.float64)
+        except ValueError:
+            raise ValueError(
+                f"{path}: sequences[{k}].weights is ragged; expected [layer][head][query][key]"
+            ) from None
+        if weights.ndim != 4:
+            raise ValueError(
+                f"{path}: sequences[{k}].weights has {weights.ndim} levels of nesting; "
+                "expected 4: [layer][head][query][key]"
+            )
+        records.append(
+            AttentionRecord(
+                name=s.get("name", f"sequence {k}"),
+                weights=weights,
+                tokens=s["tokens"],
+                query_tokens=s.get("query_tokens"),
+            )
+        )
+    return records

@@ -370,7 +370,8 @@ def _write(out: Path, sents, encoded, word, rows, tops, args) -> list[Path]:
         grids.append(viz.save(fig, out / f"grid_{k}.png"))
     shift_fig = _shift_figure(sents, encoded, word)
     written += grids
-    written.append(viz.save(shift_fig, out / "shift.png"))
+    shift_png = viz.save(shift_fig, out / "shift.png")
+    written.append(shift_png)
     pairs = _pair_names(sents)
     tables = [
         (
@@ -397,7 +398,7 @@ def _write(out: Path, sents, encoded, word, rows, tops, args) -> list[Path]:
             sequences,
             title=f"How self-attention moves '{word}'",
             tables=tables,
-            figures=[("Static → contextual vectors (PCA)", shift_fig)],
+            figures=[("Static → contextual vectors (PCA)", shift_png)],
         )
     )
     return written

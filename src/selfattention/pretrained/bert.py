@@ -117,18 +117,19 @@ class Bert(nn.Module):
     def encode(
         self,
         sentences: list[str] | list[list[str]],
-        max_length: int = 512,
+        max_length: int | None = None,
         truncation: bool = False,
     ) -> dict[str, Tensor]:
         """Tokenise a batch: input_ids, attention_mask, token_type_ids (b, n), padded to the
         longest; plus word_ids (b, n) (-1 = special/padding) for pre-split words.
 
-        A sentence longer than ``max_length`` tokens (at most the model's
-        ``max_position_embeddings``) raises ValueError unless ``truncation=True``.
+        A sentence longer than ``max_length`` tokens (default and at most the model's
+        ``max_position_embeddings``, 512 for BERT) raises ValueError unless ``truncation=True``.
         """
         if self.tokenizer is None:
             raise ValueError("this Bert has no tokenizer; build it with load_bert(folder)")
         limit = self.config.max_position_embeddings
+        max_length = limit if max_length is None else max_length
         if isinstance(max_length, int) and max_length > limit:
             raise ValueError(
                 f"max_length={max_length} exceeds the model's {limit} positions "

@@ -92,10 +92,13 @@ class EncodedWords:
 
 
 @torch.no_grad()
-def encode_words(model, sentences: list[list[str]], *, max_length: int = 512) -> list[EncodedWords]:
+def encode_words(
+    model, sentences: list[list[str]], *, max_length: int | None = None
+) -> list[EncodedWords]:
     """Run ``model`` (a ``Bert``) on pre-split sentences; one ``EncodedWords`` per sentence.
 
-    A sentence longer than ``max_length`` pieces raises ValueError (see ``Bert.encode``).
+    A sentence longer than ``max_length`` pieces (default: the model's positions) raises
+    ValueError (see ``Bert.encode``).
     """
     batch = model.encode(sentences, max_length=max_length)
     out = model(

@@ -42,6 +42,10 @@ TORCH_CASES = [
     ("bool-bias", (Q, K, V), {"bias": torch.ones(4, 4, dtype=torch.bool)}, TypeError,
      r"bias must be a floating-point tensor"),
     ("bias-shape", (Q, K, V), {"bias": torch.zeros(4, 5)}, ValueError, r"bias of shape \(4, 5\)"),
+    ("bias-nan", (Q, K, V), {"bias": torch.full((4, 4), torch.nan)}, ValueError,
+     r"bias must be finite or -inf"),
+    ("bias-posinf", (Q, K, V), {"bias": torch.full((4,), torch.inf)}, ValueError,
+     r"bias must be finite or -inf"),
     ("window-neg", (Q, K, V), {"window": -1}, ValueError,
      r"window left must be a non-negative int or None, got -1"),
     ("window-neg-right", (Q, K, V), {"window": (2, -3)}, ValueError, r"window right .* got -3"),
@@ -90,6 +94,11 @@ def test_sum_nonpositive_row_in_every_backend_that_takes_sum():
             continue
         with pytest.raises(ValueError, match=r"1 row\(s\) sum to <= 0"):
             sa.attention(q, k, v, normalize="sum", backend=backend)
+
+
+def test_numpy_integer_window_is_accepted():
+    out = sa.attention(Q, K, V, window=(np.int64(1), np.int32(0)))
+    torch.testing.assert_close(out, sa.attention(Q, K, V, window=(1, 0)))
 
 
 def test_explain_dispatch_bad_keyword():

@@ -138,6 +138,8 @@ def make_call(
             got = bias.dtype if isinstance(bias, Tensor) else type(bias).__name__
             raise TypeError(f"bias must be a floating-point tensor, got {got}")
         _check_broadcast("bias", bias, target)
+        if bool((torch.isnan(bias) | torch.isposinf(bias)).any()):
+            raise ValueError("bias must be finite or -inf (= masked), got NaN or +inf entries")
         bias = _as_4d(bias)
     if not isinstance(causal, bool):
         raise TypeError(f"causal must be a bool, got {causal!r}")

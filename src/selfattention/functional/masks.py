@@ -7,6 +7,8 @@ as in ``torch.nn.functional.scaled_dot_product_attention(is_causal=True)``.
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import torch
 from torch import Tensor
 
@@ -40,7 +42,7 @@ def window(
     """
     k_len = q_len if k_len is None else k_len
     for name, val in (("left", left), ("right", right)):
-        if val is not None and (not isinstance(val, int) or val < 0):
+        if val is not None and (isinstance(val, bool) or not isinstance(val, Integral) or val < 0):
             raise ValueError(f"{name} must be a non-negative int or None, got {val!r}")
     i, j = _positions(q_len, k_len, device)
     allowed = torch.ones(q_len, k_len, dtype=torch.bool, device=device)
@@ -81,20 +83,20 @@ def resolve_window(window_arg) -> tuple[int | None, int | None] | None:
     """Normalise ``window=``: None, w (symmetric) or (left, right) -> (left, right) or None."""
     if window_arg is None:
         return None
-    if isinstance(window_arg, bool) or not isinstance(window_arg, int | tuple | list):
+    if isinstance(window_arg, bool) or not isinstance(window_arg, Integral | tuple | list):
         raise ValueError(f"window must be an int or a (left, right) pair, got {window_arg!r}")
-    if isinstance(window_arg, int):
+    if isinstance(window_arg, Integral):
         left = right = window_arg
     else:
         if len(window_arg) != 2:
             raise ValueError(f"window must be an int or a (left, right) pair, got {window_arg!r}")
         left, right = window_arg
     for name, val in (("left", left), ("right", right)):
-        if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 0):
+        if val is not None and (isinstance(val, bool) or not isinstance(val, Integral) or val < 0):
             raise ValueError(
                 f"window {name} must be a non-negative int or None, got {val!r} (in {window_arg!r})"
             )
-    return left, right
+    return (None if left is None else int(left)), (None if right is None else int(right))
 
 
 def build(

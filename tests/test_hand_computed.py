@@ -149,3 +149,21 @@ def test_positions_by_hand():
     b = reference.alibi_bias(2, 3)
     np.testing.assert_array_equal(b[0], -np.array([[0, 1, 2], [1, 0, 1], [2, 1, 0]]) / 16)
     np.testing.assert_array_equal(reference.alibi_slopes(2), [1 / 16, 1 / 256])
+
+
+def test_ladder_cli_prints_the_hand_computed_numbers(capsys):
+    from selfattention.cli import main
+    from selfattention.cli.ladder import rungs
+
+    ladder = rungs(np.array(X))
+    assert len(ladder) == 7
+    np.testing.assert_allclose(ladder[2]["tables"]["outputs Y"], SOFTMAX_Y, rtol=1e-15)
+    np.testing.assert_allclose(ladder[1]["tables"]["outputs Y"], SUM_Y, rtol=1e-15)
+    np.testing.assert_allclose(ladder[6]["tables"]["outputs Y"], WINDOW_Y, rtol=1e-15)
+    assert main(["ladder", "--digits", "4"]) == 0
+    text = capsys.readouterr().out
+    for value in (*SOFTMAX_Y[0], SOFTMAX_Y[2][0], E / (1 + E)):
+        assert f"{value:.4f}" in text
+    assert "Y = softmax(X Xᵀ) X" in text and "[head_1 … head_H]" in text
+    assert main(["ladder", "--vectors", "1,0 0,1"]) == 2
+    assert main(["ladder", "--rung", "9"]) == 2

@@ -56,9 +56,9 @@ def torch_pair(norm_first: bool, activation: str, dtype=torch.float64, seed: int
         for name, p in theirs.named_parameters():
             if "norm" in name:
                 p.add_(0.3 * torch.randn_like(p))
-    ours = TransformerEncoderLayer(
-        DIM, HEADS, FF, activation=activation, norm_first=norm_first
-    ).to(dtype)
+    ours = TransformerEncoderLayer(DIM, HEADS, FF, activation=activation, norm_first=norm_first).to(
+        dtype
+    )
     copy_from_torch(ours, theirs)
     return theirs, ours
 
@@ -252,7 +252,7 @@ def test_encoder_trains():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
 
 

@@ -258,6 +258,11 @@ def test_constructor_rejects_bad_options(kwargs, exc, words):
         (lambda m: m(torch.ones(2, 5, 8, dtype=torch.long)), TypeError, ["x", "int64"]),
         (lambda m: m([[1.0] * 8]), TypeError, ["x", "list"]),
         (lambda m: m(torch.randn(2, 5, 8), torch.randn(3, 4, 8)), ValueError, ["batch", "3"]),
+        (
+            lambda m: m(torch.randn(2, 5, 8), torch.ones(2, 1, 1, 5, dtype=torch.bool)),
+            TypeError,
+            ["context", "mask=mask"],
+        ),
         (lambda m: m(torch.randn(2, 5, 8), torch.randn(2, 4, 6)), ValueError, ["kv_dim=8"]),
         (
             lambda m: m(torch.randn(2, 5, 8), mask=torch.ones(2, 1, 1, 5)),

@@ -9,6 +9,7 @@ Legend: b batch, i query positions, j key positions, h heads, d head_dim, e = di
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from selfattention.functional import attention
@@ -158,6 +159,11 @@ class SelfAttention(nn.Module):
                 )
             context = x
         else:
+            if isinstance(context, Tensor) and context.dtype == torch.bool:
+                raise TypeError(
+                    "context must be a float tensor (batch, seq, kv_dim), got a bool tensor; "
+                    "pass a mask by keyword: attn(x, mask=mask)"
+                )
             check_sequence("context", context, self.kv_dim, "kv_dim")
             if context.shape[0] != x.shape[0]:
                 raise ValueError(
@@ -170,7 +176,6 @@ class SelfAttention(nn.Module):
         if not isinstance(return_weights, bool):
             raise TypeError(f"return_weights must be a bool, got {return_weights!r}")
 
-        mask, bias = _as_4d(mask), _as_4d(bias)
         q = split_heads(self.query_proj(x), self.heads)  # (b, h, i, d)
         k = split_heads(self.key_proj(context), self.heads)  # (b, h, j, d)
         v = split_heads(self.value_proj(context), self.heads)  # (b, h, j, d)
@@ -210,9 +215,3 @@ class SelfAttention(nn.Module):
             parts.append(f"dropout={self.dropout}")
         return ", ".join(parts)
 
-
-def _as_4d(t: Tensor | None) -> Tensor | None:
-    """Prepend size-1 axes so a broadcastable mask or bias is (b|1, h|1, i|1, j)."""
-    if t is None or t.ndim >= 4:
-        return t
-    return t.reshape((1,) * (4 - t.ndim) + tuple(t.shape))

@@ -346,3 +346,21 @@ def test_additive_attention_gradients_and_errors():
         m(q, k, mask=torch.ones(1, 2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="hidden_dim"):
         AdditiveAttention(3, 4, 0)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float16, 4e-3), (torch.bfloat16, 3e-2)])
+def test_half_precision_is_finite_and_close(dtype, tol):
+    m = _module(**CONFIGS["rope"])
+    x = randn(2, 9, m.dim, seed=14)
+    mask = rand_mask(2, 1, 9, 9, seed=15)
+    mask[0, 0, 3] = False  # a query with nothing to attend to
+    ref_out, ref_w = oracle(m, x, mask=mask)
+    m = m.to(dtype).requires_grad_(False)
+    for return_weights in (False, True):
+        got = m(x.to(dtype), mask=mask, return_weights=return_weights)
+        out = got[0] if return_weights else got
+        assert out.dtype == dtype and bool(torch.isfinite(out).all())
+        scale = float(ref_out.abs().max())
+        assert float((out.double() - ref_out).abs().max()) <= tol * 4 * scale
+        if return_weights:
+            assert float((got[1].double() - ref_w).abs().max()) <= tol

@@ -234,6 +234,7 @@ def test_weights_only_on_request_and_output_shape():
         (dict(dim=8, normalize="sparsemax"), ValueError, ["normalize", "sparsemax"]),
         (dict(dim=8, window=-1), ValueError, ["window", "-1"]),
         (dict(dim=8, causal=1), TypeError, ["causal"]),
+        (dict(dim=8, scale=float("nan")), ValueError, ["scale", "nan"]),
         (dict(dim=8, heads=2, positions=ALiBi(4)), ValueError, ["heads=4", "heads=2"]),
         (dict(dim=8, heads=2, positions=RotaryPositions(8)), ValueError, ["head_dim=8"]),
         (

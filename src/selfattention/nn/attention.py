@@ -9,6 +9,8 @@ Legend: b batch, i query positions, j key positions, h heads, d head_dim, e = di
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -119,6 +121,9 @@ class SelfAttention(nn.Module):
         self.normalize = normalize
         self.dropout = check_probability("dropout", dropout)
         self.backend = backend
+        number = isinstance(scale, int | float) and not isinstance(scale, bool)
+        if scale is not None and not (number and math.isfinite(scale)):
+            raise ValueError(f"scale must be a finite number or None, got {scale!r}")
         self.scale = scale
         self.positions = positions
         inner = self.heads * self.head_dim
@@ -214,4 +219,3 @@ class SelfAttention(nn.Module):
         if self.dropout:
             parts.append(f"dropout={self.dropout}")
         return ", ".join(parts)
-

@@ -87,16 +87,14 @@ def _choose_word(sentences: list[list[str]]) -> str:
     return max(sorted(common, key=first.index), key=len)
 
 
-def _prepare(texts: list[str], word: str | None, glove) -> tuple[list[Sentence], str]:
+def _split(texts: list[str], word: str | None) -> tuple[list[list[str]], str]:
+    """GloVe-style words of every sentence, and the (lowercase) word to follow."""
     from selfattention.pretrained import words as split_words
 
     for k, t in enumerate(texts, 1):
         if not t.strip():
             raise ValueError(f"sentence {k} is empty; give sentences with at least one word")
     tokens = [split_words(t) for t in texts]
-    for k, ws in enumerate(tokens, 1):
-        if not ws:
-            raise ValueError(f"sentence {k} ({texts[k - 1]!r}) has no words")
     if word is None:
         word = _choose_word(tokens)
     target = split_words(word)
@@ -105,15 +103,30 @@ def _prepare(texts: list[str], word: str | None, glove) -> tuple[list[Sentence],
     word = target[0]
     if not any(word in ws for ws in tokens):
         raise ValueError(
-            f"the word {word!r} is in none of the sentences; the sentences' words are: "
-            + "; ".join(" ".join(ws) for ws in tokens)
+            f"the word {word!r} is in none of the sentences; their words are: "
+            + " | ".join(" ".join(ws) for ws in tokens)
         )
+    return tokens, word
+
+
+def _check_length(model, tokens: list[list[str]]) -> None:
+    limit = model.config.max_position_embeddings
+    encs = model.tokenizer.encode_batch(tokens, is_pretokenized=True)
+    for k, e in enumerate(encs, 1):
+        if len(e.ids) > limit:
+            raise ValueError(
+                f"sentence {k} has {len(e.ids)} tokens ([CLS] and [SEP] included), more than the "
+                f"model's {limit} positions; split it into shorter sentences"
+            )
+
+
+def _lookup(texts: list[str], tokens: list[list[str]], word: str, glove) -> list[Sentence]:
     out = []
     for text, ws in zip(texts, tokens, strict=True):
         known = [i for i, w in enumerate(ws) if w in glove]
         x, _ = glove.lookup([ws[i] for i in known])
         out.append(Sentence(text, ws, ws.index(word) if word in ws else None, known, x))
-    return out, word
+    return out
 
 
 def _self_attention(x: np.ndarray, scale: str) -> tuple[np.ndarray, np.ndarray]:
@@ -136,16 +149,12 @@ def _run(args: argparse.Namespace, console) -> int:
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")
     texts = list(args.sentences) or list(DEFAULT_SENTENCES)
-    glove = load_glove(args.glove)
-    sents, word = _prepare(texts, args.word, glove)
+    tokens, word = _split(texts, args.word)  # bad input fails here, before anything loads
     model = load_bert(args.model)
-    try:
-        encoded = encode_words(model, [s.words for s in sents])
-    except ValueError as e:
-        raise ValueError(
-            f"{e}. The model reads at most {model.config.max_position_embeddings} tokens per "
-            "sentence: split long text into sentences."
-        ) from None
+    _check_length(model, tokens)
+    encoded = encode_words(model, tokens)
+    glove = load_glove(args.glove)
+    sents = _lookup(texts, tokens, word, glove)
 
     _print_header(console, sents, word, glove, model, args)
     first = next(s for s in sents if s.target is not None)
@@ -198,10 +207,10 @@ def _print_header(console, sents, word, glove, model, args) -> None:
             break
 
 
-def _matrix_table(title: str, labels: list[str], m: np.ndarray, fmt: str):
+def _matrix_table(labels: list[str], m: np.ndarray, fmt: str):
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left", box=None, pad_edge=False, padding=(0, 1))
+    t = Table(box=None, pad_edge=False, padding=(0, 1))
     t.add_column("", style="bold")
     for lab in labels:
         t.add_column(lab, justify="right", max_width=8, no_wrap=True)
@@ -217,9 +226,11 @@ def _print_ladder(console, s: Sentence, y: np.ndarray, w: np.ndarray, scale: str
     d = s.x.shape[1]
     console.rule(f"[bold]1. The ladder on GloVe vectors, no parameters: Y = {SCALES[scale]}")
     dots = s.x.astype(np.float64) @ s.x.T.astype(np.float64)
-    console.print(_matrix_table("Scores X Xᵀ (dot products)", labels, dots, ".1f"))
+    console.print("[bold]Scores X Xᵀ[/] (dot products)")
+    console.print(_matrix_table(labels, dots, ".1f"))
     title = "Weights W = softmax(X Xᵀ" + ("/√d" if scale == "sqrt" else "") + "), rows sum to 1"
-    console.print(_matrix_table(title, labels, w, ".2f"))
+    console.print(f"\n[bold]{title}")
+    console.print(_matrix_table(labels, w, ".2f"))
     if scale == "1":
         console.print(
             f"  Raw {d}-d GloVe dot products are large (|x|² ≈ {np.median(np.diag(dots)):.0f}), so "
@@ -229,7 +240,8 @@ def _print_ladder(console, s: Sentence, y: np.ndarray, w: np.ndarray, scale: str
             highlight=False,
             style="dim",
         )
-    t = Table(title="Re-weighted vectors Y = W X", title_justify="left", box=None, padding=(0, 1))
+    console.print("\n[bold]Re-weighted vectors Y = W X[/] (each word becomes a weighted mix)")
+    t = Table(box=None, padding=(0, 1))
     t.add_column("word", style="bold")
     t.add_column(f"x (first 4 of {d})")
     t.add_column("y = Σ w·x (first 4)")
@@ -276,19 +288,18 @@ def _print_top(console, k: int, s: Sentence, enc, word: str, top) -> None:
     t = Table(box=None, padding=(0, 1), caption=None)
     t.add_column("head", justify="right", style="bold")
     for L in range(n_layers):
-        t.add_column(f"layer {L + 1}", no_wrap=True)
+        t.add_column(f"layer {L}", no_wrap=True)
     for h in range(n_heads):
         t.add_row(
             str(h),
             *("\n".join(f"{tok} {v:.2f}" for tok, v in top[L][h]) for L in range(n_layers)),
         )
-    t.title = "top words per head ([CLS]/[SEP] not ranked)"
-    t.title_justify = "left"
+    console.print("top words per head, weights summed over word pieces ([CLS]/[SEP] not ranked)")
     console.print(t)
     share = enc.special_weight(s.target)  # (L, H)
     console.print(
         f"  Weight '{word}' puts on [CLS]/[SEP] (where idle heads rest), mean over heads: "
-        + ", ".join(f"layer {L + 1} {v:.2f}" for L, v in enumerate(share.mean(1))),
+        + ", ".join(f"layer {L} {v:.2f}" for L, v in enumerate(share.mean(1))),
         highlight=False,
         style="dim",
     )
@@ -323,8 +334,8 @@ def _similarity_rows(sents: list[Sentence], encoded) -> list[tuple[str, list[flo
         (f"GloVe + {SCALES['sqrt']} (no parameters)", glove_row(attended("sqrt"))),
     ]
     layers = encoded[0].hidden.shape[0]
-    names = ["model: embedding layer (word + position)"] + [
-        f"model: layer {n}" for n in range(1, layers)
+    names = ["model: embeddings (word + position)"] + [
+        f"model: after layer {n}" for n in range(layers - 1)
     ]
     for layer, name in enumerate(names):
         vals = []
@@ -387,7 +398,7 @@ def _write(out: Path, sents, encoded, word, rows, tops, args) -> list[Path]:
                 f"Sentence {k + 1}: words '{word}' attends to most (layer × head)",
                 ["layer", *(f"head {h}" for h in range(heads))],
                 [
-                    [f"{L + 1}", *(", ".join(f"{t} {v:.2f}" for t, v in cell) for cell in layer)]
+                    [f"{L}", *(", ".join(f"{t} {v:.2f}" for t, v in cell) for cell in layer)]
                     for L, layer in enumerate(top)
                 ],
             )
@@ -440,14 +451,18 @@ def _shift_figure(sents, encoded, word):
             static.append(s.x[row])
             moved.append(y[row])
     targets = [lab for lab in labels if lab.rstrip("¹²³⁴⁵⁶⁷⁸⁹⁰") == word]
-    viz.shift(
-        np.array(static),
-        {SCALES["sqrt"]: np.array(moved)},
-        labels,
-        highlight=targets or None,
-        ax=ax_glove,
-        title=f"GloVe 50-d: each word → {SCALES['sqrt']}",
-    )
+    if len(static) >= 2:
+        viz.shift(
+            np.array(static),
+            {SCALES["sqrt"]: np.array(moved)},
+            labels,
+            highlight=targets or None,
+            ax=ax_glove,
+            title=f"GloVe {sents[0].x.shape[1]}-d: each word → {SCALES['sqrt']}",
+        )
+    else:
+        ax_glove.set_axis_off()
+        ax_glove.text(0.5, 0.5, "GloVe knows fewer than 2 of these words", ha="center")
     labels, static, moved = [], [], []
     for k, (s, enc) in enumerate(zip(sents, encoded, strict=True), 1):
         seen = set()
@@ -464,7 +479,7 @@ def _shift_figure(sents, encoded, word):
         labels,
         highlight=[lab for lab in labels if lab.rstrip("¹²³⁴⁵⁶⁷⁸⁹⁰") == word] or None,
         ax=ax_model,
-        title="pretrained model: embedding layer → last layer",
+        title="pretrained model: embeddings → after the last layer",
     )
     return fig
 

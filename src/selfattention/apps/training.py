@@ -373,6 +373,9 @@ def fit(
         loss_sum, correct, total = 0.0, 0, 0
         bar = _bar(_epoch_batches(train_batches, epoch), progress, f"epoch {epoch + 1}/{epochs}")
         for inputs, targets in bar:
+            if time_limit is not None and time.perf_counter() - t0 > time_limit:
+                stopped = "time_limit"  # finish this epoch early: evaluate and save what we have
+                break
             factor = _lr_factor(step, warmup_steps, total_steps)
             for g in optimizer.param_groups:
                 g["lr"] = g["initial_lr"] * factor
@@ -392,6 +395,8 @@ def fit(
             correct, total = correct + int(c), total + int(t)
             if progress:
                 bar.set_postfix(loss=f"{loss_sum / total:.4f}", acc=f"{correct / total:.4f}")
+        if total == 0:  # the time ran out before this epoch's first batch
+            break
         dev = evaluate(model, dev_batches, loss_fn=loss_fn, metric_fn=metric_fn)
         row = {
             "epoch": epoch + 1,
@@ -430,8 +435,12 @@ def fit(
             {"torch": torch.get_rng_state(), "python_seed": torch.tensor(seed)},
             last_dir / "rng.safetensors",
         )
+        if stopped == "time_limit":
+            break
     else:
         stopped = "patience" if bad >= patience else "epochs"
+    if not history:
+        raise RuntimeError(f"fit: time_limit={time_limit}s ran out before the first batch")
 
     state, _ = load_checkpoint(out_dir)
     model.load_state_dict(state)

@@ -50,156 +50,159 @@ def choose_block(left: int, right: int) -> int:
 
 
 class WindowPlan:
-    """Everything but the tensors with gradients: band, blocks, masks, normalisation."""
+    """Everything but the tensors with gradients: band, blocks, masks, normalisation.
+
+    Layout: the (b, h) heads are laid end to end, each over ``nb`` blocks of B rows, so that
+    block u of the flat sequence always has its key span at rows u·B ... u·B + span - 1 of one
+    flat key buffer. The spans of many blocks, across heads, are then a single strided view
+    (U, span, d) that ``torch.bmm`` reads in place. A head's last spans run into the next
+    head's padding; those keys are outside 0 ... n_k - 1 and masked.
+    """
 
     def __init__(self, call: AttentionCall, block: int | None = None):
         left, right = call.band()
         assert left is not None and right is not None, "window backend needs a finite band"
         self.kind = call.normalize
         self.scale = call.scale
-        self.left, self.right = left, right
         self.nq, self.nk = call.q_len, call.k_len
-        b = self.block = block or choose_block(left, right)
-        self.lo = -((left + b - 1) // b)  # first key block of query block t is t + lo
-        hi = (b - 1 + right) // b
-        self.m = hi - self.lo + 1
-        self.span = self.m * b
-        self.nqb = -(-self.nq // b)
-        self.front = -self.lo * b  # keys padded in front
-        self.kpad_len = (self.nqb + self.m - 1) * b
-        r = torch.arange(b, device=call.q.device)[:, None]
-        c = torch.arange(self.span, device=call.q.device)[None, :]
-        diff = self.lo * b + c - r  # key - query inside every span
+        self.b, self.h = call.q.shape[:2]
+        dev = call.q.device
+        B = self.block = block or choose_block(left, right)
+        self.lo = -((left + B - 1) // B)  # first key block of query block t is t + lo
+        self.m = (B - 1 + right) // B - self.lo + 1
+        self.span = self.m * B
+        self.front = -self.lo * B  # key slots in front of key 0
+        nqb = -(-self.nq // B)
+        self.nk_used = min(self.nk, (nqb + self.m - 1) * B - self.front)  # keys any span reaches
+        self.nb = max(nqb, -(-(self.front + self.nk_used) // B))  # blocks per head
+        self.units = self.b * self.h * self.nb
+        r = torch.arange(B, device=dev)[:, None]
+        c = torch.arange(self.span, device=dev)[None, :]
+        diff = self.lo * B + c - r  # key - query inside every span
         self.band = (diff >= -left) & (diff <= right)  # (B, span)
-        # Blocks whose span runs over the ends of the keys need a validity mask.
-        t = torch.arange(self.nqb, device=call.q.device)[:, None]
-        kpos = (t + self.lo) * b + torch.arange(self.span, device=call.q.device)[None, :]
-        valid = (kpos >= 0) & (kpos < self.nk)  # (nqb, span)
-        self.edge = ~valid.all(-1)
-        self.valid = valid[:, None, :]  # (nqb, 1, span)
+        t = torch.arange(self.nb, device=dev)[:, None]
+        kpos = (t + self.lo) * B + c
+        self.valid = (kpos >= 0) & (kpos < self.nk_used)  # (nb, span)
+        self.edge = (~self.valid.all(-1)).tolist()
+        self.rows_valid = (t * B + r.T < self.nq)[..., None]  # (nb, B, 1) real query rows
         self.mask_tiles = None if call.mask is None else self.tiles(call.mask, False)
-        tile = call.q.shape[0] * call.q.shape[1] * b * self.span * 4
-        self.group = max(1, min(self.nqb, TILE_BYTES // tile))
+        self.group = max(1, min(self.units, TILE_BYTES // (B * self.span * 4)))
 
-    # -- views -------------------------------------------------------------------------------
+    # -- layout ------------------------------------------------------------------------------
     def tiles(self, x: Tensor, fill) -> Tensor:
-        """(…, n_q, n_k)-broadcastable x -> view (B?, H?, nqb, block, span) of each block's span."""
+        """(…, n_q, n_k)-broadcastable x -> view (B?, H?, nb, block, span) of each block's span."""
         x = x.reshape((1,) * (4 - x.ndim) + tuple(x.shape))
-        b = self.block
+        B = self.block
         if x.shape[2] != 1:
-            x = pad_axis(x, 2, 0, self.nqb * b - self.nq, fill)
+            x = pad_axis(x, 2, 0, self.nb * B - self.nq, fill)
         if x.shape[3] != 1:
-            x = pad_axis(x, 3, self.front, self.kpad_len - self.front - self.nk, fill)
+            x = pad_axis(x, 3, self.front, (self.nb + self.m) * B - self.front - self.nk, fill)
         s0, s1, sr, sc = x.stride()
         sr = sr if x.shape[2] != 1 else 0
         sc = sc if x.shape[3] != 1 else 0
-        size = (x.shape[0], x.shape[1], self.nqb, b, self.span)
-        return x.as_strided(size, (s0, s1, b * (sr + sc), sr, sc), x.storage_offset())
+        size = (x.shape[0], x.shape[1], self.nb, B, self.span)
+        return x.as_strided(size, (s0, s1, B * (sr + sc), sr, sc), x.storage_offset())
 
-    def keys(self, k: Tensor) -> Tensor:
-        """Keys (or values) padded/cropped to the spans' coordinates: (b, h, kpad_len, d)."""
-        return pad_axis(k, 2, self.front, self.kpad_len - self.front - self.nk, 0.0).contiguous()
+    def flat_keys(self, k: Tensor) -> Tensor:
+        """(b, h, n_k, d) -> flat (U + m - 1, block, d): head regions of nb·block rows."""
+        B = self.block
+        flat = k.new_zeros((self.units + self.m - 1) * B, k.shape[-1])
+        heads = flat[: self.units * B].view(self.b, self.h, self.nb * B, -1)
+        heads[:, :, self.front : self.front + self.nk_used] = k[:, :, : self.nk_used]
+        return flat.view(-1, B, k.shape[-1])
 
-    def span_view(self, kp: Tensor, g0: int, g1: int) -> Tensor:
-        """Spans of query blocks g0 ... g1-1: a view (b, h, G, span, d), no copy."""
-        bb, h, _, d = kp.shape
-        s = kp.stride()
-        return kp.as_strided(
-            (bb, h, g1 - g0, self.span, d),
-            (s[0], s[1], self.block * s[2], s[2], s[3]),
-            kp.storage_offset() + g0 * self.block * s[2],
+    def unflat_keys(self, flat: Tensor) -> Tensor:
+        B = self.block
+        heads = flat[: self.units].reshape(self.b, self.h, self.nb * B, -1)
+        out = heads[:, :, self.front : self.front + self.nk_used]
+        return pad_axis(out, 2, 0, self.nk - self.nk_used, 0.0)
+
+    def flat_queries(self, x: Tensor, fill=0.0) -> Tensor:
+        """(b, h, n_q, d) -> flat (U, block, d), ``fill`` in the rows past n_q."""
+        flat = x.new_full((self.units * self.block, x.shape[-1]), fill)
+        flat.view(self.b, self.h, self.nb * self.block, -1)[:, :, : self.nq] = x
+        return flat.view(self.units, self.block, -1)
+
+    def unflat_queries(self, flat: Tensor) -> Tensor:
+        return flat.view(self.b, self.h, self.nb * self.block, -1)[:, :, : self.nq]
+
+    def spans(self, flat: Tensor, u0: int, u1: int) -> Tensor:
+        """Key spans of blocks u0 ... u1-1: a strided view (G, span, d) of ``flat``, no copy."""
+        d = flat.shape[-1]
+        return flat.as_strided(
+            (u1 - u0, self.span, d),
+            (self.block * d, d, 1),
+            flat.storage_offset() + u0 * self.block * d,
         )
 
-    def queries(self, x: Tensor) -> Tensor:
-        """(b, h, n_q, d) -> (b, h, nqb, block, d), zero rows past the end."""
-        x = pad_axis(x, 2, 0, self.nqb * self.block - self.nq, 0.0)
-        return x.reshape(x.shape[0], x.shape[1], self.nqb, self.block, x.shape[-1])
-
-    def allowed(self, g0: int, g1: int, bias_g: Tensor | None) -> Tensor:
-        allowed = self.band
-        if bool(self.edge[g0:g1].any()):
-            allowed = allowed & self.valid[g0:g1]
-        if self.mask_tiles is not None:
-            allowed = allowed & self.mask_tiles[:, :, g0:g1]
-        if bias_g is not None:
-            allowed = allowed & ~torch.isneginf(bias_g)
-        return allowed
-
-    def scores(self, qs_g: Tensor, ks: Tensor, bias: Tensor | None, g0: int, g1: int):
-        s = qs_g @ ks.transpose(-1, -2)
-        bias_g = None
-        if bias is not None:
-            bias_g = bias[:, :, g0:g1]
-            s.add_(bias_g)
-        return s, self.allowed(g0, g1, bias_g)
+    def index(self, u0: int, u1: int, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(b, h, t) indices of blocks u0 ... u1-1 into a (B?, H?, nb, ...) tensor ``x``."""
+        u = torch.arange(u0, u1, device=x.device)
+        bi = u // (self.h * self.nb) if x.shape[0] != 1 else torch.zeros_like(u)
+        hi = (u // self.nb) % self.h if x.shape[1] != 1 else torch.zeros_like(u)
+        return bi, hi, u % self.nb
 
     def groups(self):
-        for g0 in range(0, self.nqb, self.group):
-            yield g0, min(self.nqb, g0 + self.group)
+        for u0 in range(0, self.units, self.group):
+            yield u0, min(self.units, u0 + self.group)
+
+    def scores(self, qs: Tensor, ks: Tensor, bias: Tensor | None, u0: int, u1: int):
+        """Scores (G, B, span) of blocks u0 ... u1-1 and what they may attend to."""
+        s = torch.bmm(qs[u0:u1], ks.transpose(1, 2))
+        allowed = self.band
+        t0, t1 = u0 % self.nb, (u1 - 1) % self.nb
+        if u1 - u0 >= self.nb or t1 < t0 or any(self.edge[t0 : t1 + 1]):
+            allowed = allowed & self.valid[torch.arange(u0, u1, device=s.device) % self.nb, None]
+        if self.mask_tiles is not None:
+            allowed = allowed & self.mask_tiles[self.index(u0, u1, self.mask_tiles)]
+        if bias is not None:
+            bias_g = bias[self.index(u0, u1, bias)]
+            s.add_(bias_g)
+            allowed = allowed & ~torch.isneginf(bias_g)
+        return s, allowed
 
     # -- forward / backward ------------------------------------------------------------------
     def forward(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None):
-        bb, h = q.shape[:2]
-        qs = self.queries(q * self.scale)
-        kp, vp = self.keys(k), self.keys(v)
-        out = q.new_empty(bb, h, self.nqb, self.block, v.shape[-1])
-        stat = q.new_empty(bb, h, self.nqb, self.block, 1)
-        for g0, g1 in self.groups():
-            s, allowed = self.scores(qs[:, :, g0:g1], self.span_view(kp, g0, g1), bias, g0, g1)
+        qs = self.flat_queries(q * self.scale)
+        kf, vf = self.flat_keys(k), self.flat_keys(v)
+        out = q.new_empty(self.units, self.block, v.shape[-1])
+        stat = q.new_empty(self.units, self.block, 1)
+        for u0, u1 in self.groups():
+            s, allowed = self.scores(qs, self.spans(kf, u0, u1), bias, u0, u1)
             state = blk.RowState(self.kind)
-            blk.fold(state, s, allowed, self.span_view(vp, g0, g1))
+            blk.fold(state, s, allowed, self.spans(vf, u0, u1))
             if self.kind == "sum":
-                rows = min((g1 - g0) * self.block, self.nq - g0 * self.block)
-                blk.check_sum(
-                    state.l.reshape(bb, h, -1)[:, :, :rows],
-                    state.count.reshape(bb, h, -1)[:, :, :rows],
-                )
-            out[:, :, g0:g1], stat[:, :, g0:g1] = blk.finish(state)
-        n = self.nqb * self.block
-        out = out.reshape(bb, h, n, -1)[:, :, : self.nq]
-        stat = stat.reshape(bb, h, n, 1)[:, :, : self.nq]
-        return out.contiguous(), stat.contiguous()
+                rows = self.rows_valid[torch.arange(u0, u1, device=q.device) % self.nb]
+                blk.check_sum(state.l, state.count * rows)
+            out[u0:u1], stat[u0:u1] = blk.finish(state)
+        return self.unflat_queries(out).contiguous(), self.unflat_queries(stat).contiguous()
 
     def backward(self, q, k, v, bias, out, stat, dout, need_bias):
-        bb, h, _, d = q.shape
-        e = v.shape[-1]
-        b, m = self.block, self.m
-        qs = self.queries(q * self.scale)
-        kp, vp = self.keys(k), self.keys(v)
-        do = self.queries(dout)
+        B, m = self.block, self.m
+        qs = self.flat_queries(q * self.scale)
+        kf, vf = self.flat_keys(k), self.flat_keys(v)
+        do = self.flat_queries(dout)
         # Rows past the end get a stat that zeroes their recomputed weights.
-        st = pad_axis(stat, 2, 0, self.nqb * b - self.nq, blk.empty_stat(self.kind))
-        st = st.view(bb, h, self.nqb, b, 1)
-        delta = self.queries((dout * out).sum(-1, keepdim=True))
+        st = self.flat_queries(stat, blk.empty_stat(self.kind))
+        delta = self.flat_queries((dout * out).sum(-1, keepdim=True))
         dq = torch.empty_like(qs)
-        dk_pad = torch.zeros_like(kp).view(bb, h, -1, b, d)
-        dv_pad = torch.zeros_like(vp).view(bb, h, -1, b, e)
-        dbias = torch.zeros_like(bias) if need_bias else None
-        for g0, g1 in self.groups():
-            G = g1 - g0
-            ks, vs = self.span_view(kp, g0, g1), self.span_view(vp, g0, g1)
-            qs_g, do_g = qs[:, :, g0:g1], do[:, :, g0:g1]
-            s, allowed = self.scores(qs_g, ks, bias, g0, g1)
-            p, ds = blk.tile_grads(
-                self.kind, s, allowed, st[:, :, g0:g1], delta[:, :, g0:g1], do_g, vs
-            )
-            dv_c = (p.transpose(-1, -2) @ do_g).view(bb, h, G, m, b, e)
-            dk_c = (ds.transpose(-1, -2) @ qs_g).view(bb, h, G, m, b, d)
-            dq[:, :, g0:g1] = (ds @ ks).mul_(self.scale)
-            for j in range(m):  # span slice j of block t is key block t + j (padded coords)
-                dv_pad[:, :, g0 + j : g1 + j] += dv_c[:, :, :, j]
-                dk_pad[:, :, g0 + j : g1 + j] += dk_c[:, :, :, j]
+        dk, dv = torch.zeros_like(kf), torch.zeros_like(vf)
+        dbias = torch.zeros(bias.shape, dtype=bias.dtype, device=bias.device) if need_bias else None
+        for u0, u1 in self.groups():
+            G = u1 - u0
+            ks, vs = self.spans(kf, u0, u1), self.spans(vf, u0, u1)
+            s, allowed = self.scores(qs, ks, bias, u0, u1)
+            p, ds = blk.tile_grads(self.kind, s, allowed, st[u0:u1], delta[u0:u1], do[u0:u1], vs)
+            dv_c = torch.bmm(p.transpose(1, 2), do[u0:u1]).view(G, m, B, -1)
+            dk_c = torch.bmm(ds.transpose(1, 2), qs[u0:u1]).view(G, m, B, -1)
+            dq[u0:u1] = torch.bmm(ds, ks)
+            for j in range(m):  # slice j of block u's span is key block u + j
+                dv[u0 + j : u1 + j] += dv_c[:, j]
+                dk[u0 + j : u1 + j] += dk_c[:, j]
             if dbias is not None:
-                dbias[:, :, g0:g1] = blk.reduce_to(ds, dbias[:, :, g0:g1].shape)
-        n = self.nqb * b
-        dq = dq.reshape(bb, h, n, d)[:, :, : self.nq]
-        dk = pad_axis(
-            dk_pad.reshape(bb, h, -1, d), 2, -self.front, self.nk - self.kpad_len + self.front, 0.0
-        )
-        dv = pad_axis(
-            dv_pad.reshape(bb, h, -1, e), 2, -self.front, self.nk - self.kpad_len + self.front, 0.0
-        )
-        return dq, dk, dv, dbias
+                dbias.index_put_(self.index(u0, u1, dbias), ds, accumulate=True)
+        dq = self.unflat_queries(dq).mul(self.scale)
+        return dq, self.unflat_keys(dk), self.unflat_keys(dv), dbias
 
 
 def refuse(call: AttentionCall) -> str | None:

@@ -294,7 +294,9 @@ def _print_top(console, k: int, s: Sentence, enc, word: str, top) -> None:
             str(h),
             *("\n".join(f"{tok} {v:.2f}" for tok, v in top[L][h]) for L in range(n_layers)),
         )
-    console.print("top words per head, weights summed over word pieces ([CLS]/[SEP] not ranked)")
+    console.print(
+        "top words per head, weights summed over word pieces and repeats ([CLS]/[SEP] not ranked)"
+    )
     console.print(t)
     share = enc.special_weight(s.target)  # (L, H)
     console.print(

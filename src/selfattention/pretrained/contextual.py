@@ -66,7 +66,8 @@ class EncodedWords:
     def attended(
         self, word: int, layer: int, head: int, k: int = 3, *, specials: bool = True
     ) -> list[tuple[str, float]]:
-        """The ``k`` words that ``word`` attends to most, with their weight (summed over pieces).
+        """The ``k`` words that ``word`` attends to most, with their weight, summed over the
+        word's pieces and over repeats of the same word.
 
         ``layer`` counts from 0 (the first encoder layer); ``specials=False`` leaves [CLS] and
         [SEP] out of the ranking (see ``special_weight``).
@@ -77,12 +78,11 @@ class EncodedWords:
                 f"word {self.words[word]!r} produced no tokens (the tokenizer drops it)"
             )
         row = self.weights[layer, head, pieces].mean(0)  # (n,) over pieces
-        labels, groups = self.units()
-        totals = np.array([row[g].sum() for g in groups])
-        if not specials:
-            totals[[len(g) == 1 and self.word_ids[g[0]] < 0 for g in groups]] = -1.0
-        order = [i for i in np.argsort(-totals, kind="stable")[:k] if totals[i] >= 0]
-        return [(labels[i], float(totals[i])) for i in order]
+        totals: dict[str, float] = {}  # a repeated word ("the" x 3) is summed into one entry
+        for label, g in zip(*self.units(), strict=True):
+            if specials or self.word_ids[g[0]] >= 0:
+                totals[label] = totals.get(label, 0.0) + float(row[g].sum())
+        return sorted(totals.items(), key=lambda kv: -kv[1])[:k]
 
     def special_weight(self, word: int) -> np.ndarray:
         """(L, H) total weight ``word`` gives the special tokens ([CLS], [SEP])."""

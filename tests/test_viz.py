@@ -405,8 +405,23 @@ def test_cli_viz_json(rng, tmp_path, capsys):
     assert seq["layers"] == [0, 2] and seq["heads"] == [1]
     assert str(out / "report.html") in capsys.readouterr().out
     assert main(["viz", "json", str(tmp_path / "missing.json"), "--out", str(out)]) == 2
-    assert main(["viz", "json", str(src), "--out", str(out), "--layers", "7"]) == 2
-    assert "layers" in capsys.readouterr().err
+    assert main(["viz", "json", str(src), "--out", str(out), "--layers", "0-x"]) == 2
+    assert "--layers" in capsys.readouterr().err
+
+
+def test_cli_viz_json_mixes_deep_and_one_layer_sequences(rng, tmp_path, capsys):
+    seqs = [
+        {"name": "model", "tokens": list("abc"), "weights": softmax_maps(rng, 6, 2, 3, 3)},
+        {"name": "glove", "tokens": list("xyz"), "weights": softmax_maps(rng, 3, 3)},
+    ]
+    src = viz.dump_json(tmp_path / "attention.json", seqs)
+    out = tmp_path / "out"
+    assert main(["viz", "json", str(src), "--out", str(out), "--layers", "0,5"]) == 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["grid-00-model.png", "grid-01-glove.png"]
+    data = _data_block((out / "report.html").read_text())["sequences"]
+    assert data[0]["layers"] == [0, 5] and data[1]["layers"] == [0]
+    assert main(["viz", "json", str(src), "--out", str(out), "--layers", "4-5"]) == 0
+    assert "'glove' has 1 layers; --layers 4-5 selects none" in capsys.readouterr().err
 
 
 def test_cli_viz_image_delegates_to_the_vision_app(monkeypatch, capsys):

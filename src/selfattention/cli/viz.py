@@ -82,6 +82,22 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:40] or "sequence"
 
 
+def _fit(spec: str | None, n: int, name: str, record: str) -> list[int] | None:
+    """``spec`` for one sequence: indices it lacks are dropped (a file may mix a 6-layer model
+    with 1-layer GloVe attention); if none is left, all of its entries (None), with a note."""
+    from selfattention.viz._inputs import parse_selection
+
+    if spec is None:
+        return None
+    parse_selection(spec, 1 << 30, f"--{name}")  # syntax errors surface here, whatever n is
+    kept = parse_selection(spec, n, f"--{name}", strict=False)
+    if not kept:
+        note = f"note: {record!r} has {n} {name}; --{name} {spec} selects none, showing all"
+        print(note, file=sys.stderr)
+        return None
+    return kept
+
+
 def _run_json(args: argparse.Namespace) -> int:
     from selfattention import viz
 
@@ -90,12 +106,14 @@ def _run_json(args: argparse.Namespace) -> int:
     try:
         records = viz.load_json(args.path)
         for k, r in enumerate(records):
+            r.layers = _fit(args.layers, r.weights.shape[0], "layers", r.name)
+            r.heads = _fit(args.heads, r.weights.shape[1], "heads", r.name)
             fig = viz.grid(
                 r.weights,
                 r.tokens,
                 query_labels=r.query_tokens,
-                layers=args.layers,
-                heads=args.heads,
+                layers=r.layers,
+                heads=r.heads,
                 mean=not args.no_mean,
                 title=r.name,
             )
@@ -107,8 +125,6 @@ def _run_json(args: argparse.Namespace) -> int:
                 records,
                 title=args.title or args.path.stem,
                 description=f"{len(records)} sequence(s) from {args.path.name}",
-                layers=args.layers,
-                heads=args.heads,
             )
         )
     except FileNotFoundError:

@@ -95,12 +95,13 @@ def as_labels(labels: Any, n: int, name: str) -> list[str]:
 _RANGE = re.compile(r"^\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?$")
 
 
-def parse_selection(spec: Any, n: int, name: str) -> list[int]:
+def parse_selection(spec: Any, n: int, name: str, *, strict: bool = True) -> list[int]:
     """Indices chosen from ``range(n)``.
 
     ``spec``: None (all), an int, a slice, an iterable of ints, or a string such as "0,5" or
     "0-3,7" (ranges inclusive). Negative indices count from the end; duplicates are dropped, order
-    kept.
+    kept. Out-of-range indices raise ValueError, or with ``strict=False`` are dropped (the result
+    may then be empty).
     """
     if spec is None:
         return list(range(n))
@@ -130,11 +131,13 @@ def parse_selection(spec: Any, n: int, name: str) -> list[int]:
     out: list[int] = []
     for k in picked:
         if not -n <= k < n:
+            if not strict:
+                continue
             raise ValueError(f"{name}: index {k} is out of range for {n} entries (0..{n - 1})")
         k = k % n
         if k not in out:
             out.append(k)
-    if not out:
+    if not out and strict:
         raise ValueError(f"{name}={spec!r} selects nothing out of {n} entries")
     return out
 

@@ -153,7 +153,9 @@ def grid(
         yl = as_labels(None, n_i, "query_labels")
 
     n_rows, n_cols = len(layer_ids), len(panels)
-    panel = float(np.clip(0.09 * max(n_i, n_j), 1.3, 5.0))
+    # panels big enough for ~7 pt token labels, within about 24 × 18 inches for the whole grid
+    panel = float(np.clip(0.16 * max(n_i, n_j), 1.5, 5.0))
+    panel = max(1.1, min(panel, 24.0 / n_cols, 18.0 / n_rows))
     label_room = min(1.6, 0.2 + 0.055 * max(len(t) for t in xl + yl))
     fig = new_figure(
         panel * n_cols + label_room + 1.3, panel * n_rows + label_room + (0.9 if title else 0.5)

@@ -135,14 +135,16 @@ def _draw(
     h, w = img.shape[:2]
     gh = heat.shape[0]
     ax.imshow(img, cmap="gray" if img.ndim == 2 else None, extent=(0, w, h, 0))
+    top = max(float(heat.max()), 1e-12)
+    # opacity grows with the weight: patches that get little attention leave the image visible
     im = ax.imshow(
         heat,
         cmap=cmap,
-        alpha=alpha,
+        alpha=alpha * np.clip(heat / top, 0.0, 1.0) ** 0.7,
         extent=(0, w, h, 0),
         interpolation="nearest",
         vmin=0.0,
-        vmax=max(float(heat.max()), 1e-12),
+        vmax=top,
     )
     if isinstance(query, int):
         ph, pw = h / gh, w / gw
@@ -161,7 +163,7 @@ def image_attention(
     query: int | str | None = None,
     cls_token: bool = False,
     ax: Axes | None = None,
-    alpha: float = 0.6,
+    alpha: float = 0.85,
     cmap: str = "inferno",
     title: str | None = None,
 ) -> Figure:
@@ -207,7 +209,7 @@ def image_grid(
     cls_token: bool = False,
     layers: Any = None,
     heads: Any = None,
-    alpha: float = 0.6,
+    alpha: float = 0.85,
     cmap: str = "inferno",
     title: str | None = None,
 ) -> Figure:

@@ -42,6 +42,8 @@ class AttentionRecord:
         image: the full image (H, W) or (H, W, C); with ``grid`` it gives ``patches`` if absent.
         grid: (gh, gw), the patch grid (inferred from ``image`` and the patch size if omitted).
         cls_token: position 0 is a class token, the patches follow.
+        layers, heads: which layers/heads the report shows for this sequence (None = all; as
+            ``report``'s arguments, which take precedence when given).
     """
 
     name: str
@@ -52,6 +54,8 @@ class AttentionRecord:
     image: Any = None
     grid: tuple[int, int] | None = None
     cls_token: bool = False
+    layers: Any = None
+    heads: Any = None
 
     def __post_init__(self) -> None:
         self.name = str(self.name)

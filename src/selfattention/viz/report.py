@@ -75,8 +75,8 @@ def _pixel_range(r: AttentionRecord) -> tuple[float, float]:
 
 def _sequence_data(r: AttentionRecord, layers: Any, heads: Any) -> dict[str, Any]:
     n_layers, n_heads, n_i, n_j = r.weights.shape
-    layer_ids = parse_selection(layers, n_layers, "layers")
-    head_ids = parse_selection(heads, n_heads, "heads")
+    layer_ids = parse_selection(r.layers if layers is None else layers, n_layers, "layers")
+    head_ids = parse_selection(r.heads if heads is None else heads, n_heads, "heads")
     w = r.weights[np.ix_(layer_ids, head_ids)]
     entry: dict[str, Any] = {
         "name": r.name,

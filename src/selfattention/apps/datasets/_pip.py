@@ -7,7 +7,6 @@ import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 from selfattention.apps.datasets import DataUnavailable
 
@@ -23,17 +22,19 @@ def _run_pip(args: list[str], what: str, hint: str) -> None:
         raise DataUnavailable(f"pip failed for {what}:\n{tail}\nrun: {hint}")
 
 
-def ensure_module(module: str, requirement: str) -> ModuleType:
-    """Import ``module``, installing ``requirement`` with pip first if it is missing."""
-    if importlib.util.find_spec(module) is None:
-        hint = f"{sys.executable} -m pip install {requirement}"
+def ensure_package(package: str, requirement: str) -> Path:
+    """Directory of the installed top-level ``package``, installing ``requirement`` with pip if it
+    is missing. The package is located, not imported (importing ``arch`` takes seconds)."""
+    hint = f"{sys.executable} -m pip install {requirement}"
+    if importlib.util.find_spec(package) is None:
         _run_pip(["install", "-q", requirement], requirement, hint)
         importlib.invalidate_caches()
-        if importlib.util.find_spec(module) is None:
-            raise DataUnavailable(
-                f"{requirement} installed but {module!r} not importable; run: {hint}"
-            )
-    return importlib.import_module(module)
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataUnavailable(
+            f"{requirement} installed but package {package!r} not found; run: {hint}"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def download_sdist(requirement: str, dest: Path) -> Path:

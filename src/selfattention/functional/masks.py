@@ -16,6 +16,9 @@ __all__ = ["build", "causal", "combine", "padding", "resolve_window", "window"]
 
 
 def _positions(q_len: int, k_len: int, device: torch.device | str | None) -> tuple[Tensor, Tensor]:
+    for name, n in (("q_len", q_len), ("k_len", k_len)):
+        if isinstance(n, bool) or not isinstance(n, Integral) or n < 1:
+            raise ValueError(f"{name} must be a positive int, got {n!r}")
     i = torch.arange(q_len, device=device).unsqueeze(-1)  # (i, 1)
     j = torch.arange(k_len, device=device).unsqueeze(0)  # (1, j)
     return i, j

@@ -42,6 +42,11 @@ class RowState:
     count: Tensor | None = None  # number of allowed keys (sum, relu)
 
 
+def mm(a: Tensor, b: Tensor) -> Tensor:
+    """Batched a @ b; 3-D operands go straight to bmm, which reads strided views in place."""
+    return torch.bmm(a, b) if a.dim() == 3 and b.dim() == 3 else a @ b
+
+
 def mask_fill(s: Tensor, allowed: Tensor | None, kind: str) -> Tensor:
     """Fill disallowed scores in place: -inf for softmax (exp -> 0), 0 for sum and relu."""
     if allowed is not None:
@@ -65,7 +70,7 @@ def fold(state: RowState, s: Tensor, allowed: Tensor | None, v: Tensor) -> None:
         m_new = m_new.masked_fill(torch.isneginf(m_new), 0.0)  # rows without keys stay finite
         p = s.sub_(m_new).exp_()
         l_tile = p.sum(-1, keepdim=True)
-        pv = p @ v
+        pv = mm(p, v)
         if state.acc is None:
             state.acc, state.l = pv, l_tile
         else:
@@ -76,7 +81,7 @@ def fold(state: RowState, s: Tensor, allowed: Tensor | None, v: Tensor) -> None:
         return
     if kind == "relu":
         s.relu_()
-    pv = s @ v
+    pv = mm(s, v)
     row = s.sum(-1, keepdim=True) if kind == "sum" else None
     c = _count(allowed, s)
     if state.acc is None:
@@ -88,21 +93,22 @@ def fold(state: RowState, s: Tensor, allowed: Tensor | None, v: Tensor) -> None:
             state.l.add_(row)
 
 
-def finish(state: RowState) -> tuple[Tensor, Tensor]:
-    """(out (..., R, e), stat (..., R, 1)) from the folded state; see the module docstring."""
+def finish(state: RowState, out: Tensor, stat: Tensor) -> None:
+    """Write out (..., R, e) and stat (..., R, 1) of the folded state; see the module docstring."""
     kind = state.kind
     if kind == "softmax":
         empty = state.l == 0
         l_safe = state.l.masked_fill(empty, 1.0)
-        out = state.acc / l_safe
-        lse = (state.m + torch.log(l_safe)).masked_fill(empty, float("inf"))
-        return out, lse
+        torch.div(state.acc, l_safe, out=out)
+        torch.add(state.m, torch.log(l_safe), out=stat)
+        stat.masked_fill_(empty, float("inf"))
+        return
     has_key = state.count > 0
     if kind == "sum":
-        stat = torch.where(has_key, state.l, torch.ones_like(state.l))
+        torch.where(has_key, state.l, torch.ones_like(state.l), out=stat)
     else:
-        stat = state.count.clamp_min(1.0)
-    return state.acc / stat, stat
+        torch.clamp_min(state.count, 1.0, out=stat)
+    torch.div(state.acc, stat, out=out)
 
 
 def empty_stat(kind: str) -> float:
@@ -131,7 +137,7 @@ def tile_grads(
     s (..., R, C) scaled+biased scores; stat, delta (..., R, 1); do (..., R, e); v (..., C, e).
     """
     mask_fill(s, allowed, kind)
-    dp = do @ v.transpose(-1, -2)
+    dp = mm(do, v.transpose(-1, -2))
     if kind == "softmax":
         p = s.sub_(stat).exp_()
         ds = dp.sub_(delta).mul_(p)

@@ -90,7 +90,7 @@ class ChunkedPlan:
                 continue
             if self.kind == "sum":
                 blk.check_sum(state.l, state.count)
-            out[:, :, i0:i1], stat[:, :, i0:i1] = blk.finish(state)
+            blk.finish(state, out[:, :, i0:i1], stat[:, :, i0:i1])
         return out, stat
 
     def backward(self, q, k, v, bias, out, stat, dout, need_bias):

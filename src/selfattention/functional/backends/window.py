@@ -106,9 +106,13 @@ class WindowPlan:
     def flat_keys(self, k: Tensor) -> Tensor:
         """(b, h, n_k, d) -> flat (U + m - 1, block, d): head regions of nb·block rows."""
         B = self.block
-        flat = k.new_zeros((self.units + self.m - 1) * B, k.shape[-1])
+        flat = k.new_empty((self.units + self.m - 1) * B, k.shape[-1])
+        flat[self.units * B :] = 0
         heads = flat[: self.units * B].view(self.b, self.h, self.nb * B, -1)
-        heads[:, :, self.front : self.front + self.nk_used] = k[:, :, : self.nk_used]
+        end = self.front + self.nk_used
+        heads[:, :, : self.front] = 0
+        heads[:, :, end:] = 0
+        heads[:, :, self.front : end] = k[:, :, : self.nk_used]
         return flat.view(-1, B, k.shape[-1])
 
     def unflat_keys(self, flat: Tensor) -> Tensor:
@@ -117,10 +121,14 @@ class WindowPlan:
         out = heads[:, :, self.front : self.front + self.nk_used]
         return pad_axis(out, 2, 0, self.nk - self.nk_used, 0.0)
 
-    def flat_queries(self, x: Tensor, fill=0.0) -> Tensor:
-        """(b, h, n_q, d) -> flat (U, block, d), ``fill`` in the rows past n_q."""
-        flat = x.new_full((self.units * self.block, x.shape[-1]), fill)
-        flat.view(self.b, self.h, self.nb * self.block, -1)[:, :, : self.nq] = x
+    def flat_queries(self, x: Tensor, fill=0.0, scale: float = 1.0) -> Tensor:
+        """(b, h, n_q, d) -> flat (U, block, d) holding scale·x, ``fill`` in rows past n_q."""
+        flat = x.new_empty((self.units * self.block, x.shape[-1]))
+        heads = flat.view(self.b, self.h, self.nb * self.block, -1)
+        heads[:, :, self.nq :] = fill
+        heads[:, :, : self.nq] = x
+        if scale != 1.0:
+            heads[:, :, : self.nq] *= scale
         return flat.view(self.units, self.block, -1)
 
     def unflat_queries(self, flat: Tensor) -> Tensor:
@@ -163,7 +171,7 @@ class WindowPlan:
 
     # -- forward / backward ------------------------------------------------------------------
     def forward(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None):
-        qs = self.flat_queries(q * self.scale)
+        qs = self.flat_queries(q, scale=self.scale)
         kf, vf = self.flat_keys(k), self.flat_keys(v)
         out = q.new_empty(self.units, self.block, v.shape[-1])
         stat = q.new_empty(self.units, self.block, 1)
@@ -174,12 +182,12 @@ class WindowPlan:
             if self.kind == "sum":
                 rows = self.rows_valid[torch.arange(u0, u1, device=q.device) % self.nb]
                 blk.check_sum(state.l, state.count * rows)
-            out[u0:u1], stat[u0:u1] = blk.finish(state)
-        return self.unflat_queries(out).contiguous(), self.unflat_queries(stat).contiguous()
+            blk.finish(state, out[u0:u1], stat[u0:u1])
+        return self.unflat_queries(out), self.unflat_queries(stat)
 
     def backward(self, q, k, v, bias, out, stat, dout, need_bias):
         B, m = self.block, self.m
-        qs = self.flat_queries(q * self.scale)
+        qs = self.flat_queries(q, scale=self.scale)
         kf, vf = self.flat_keys(k), self.flat_keys(v)
         do = self.flat_queries(dout)
         # Rows past the end get a stat that zeroes their recomputed weights.

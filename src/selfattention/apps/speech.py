@@ -34,6 +34,7 @@ from selfattention.functional import attention
 
 __all__ = [
     "Clip",
+    "band_figure",
     "band_weights",
     "join_frames",
     "load_clips",
@@ -218,25 +219,32 @@ def measure(
     head_dim: int = 16,
     repeats: int = 3,
     root: str | Path | None = None,
+    frames_file: str | Path | None = None,
 ) -> dict:
     """Time and extra peak memory of one attention call over ``n_frames`` real frames.
 
-    The frames (joined clips) are projected to q, k, v (1, heads, n, head_dim) by a fixed random
-    linear map; only ``attention(q, k, v, window=..., backend=...)`` is timed (best of
-    ``repeats``, no grad). Memory is the peak resident set during the calls minus the resident
-    set just before them, so run this in a fresh process (see ``measure_in_subprocess``).
+    The frames (the clips joined, repeated to length; or the (k, 80) array in ``frames_file``,
+    repeated) are projected to q, k, v (1, heads, n, head_dim) by a fixed random linear map; only
+    ``attention(q, k, v, window=..., backend=...)`` is timed (best of ``repeats``, no grad).
+    Memory is the peak resident set during the calls minus the resident set just before them,
+    so run this in a fresh process (``measure_in_subprocess``) for a clean reading.
     """
-    frames = standardise(join_frames(load_clips(root), n_frames))  # (n, 80)
+    if frames_file is not None:
+        base = torch.from_numpy(np.load(frames_file))
+        frames = base.repeat(-(-n_frames // len(base)), 1)[:n_frames]
+    else:
+        frames = join_frames(load_clips(root), n_frames)
+    frames = standardise(frames)  # (n, 80)
     g = torch.Generator().manual_seed(0)
     proj = torch.randn(3, frames.shape[1], heads * head_dim, generator=g) / math.sqrt(80)
     q, k, v = (
         (frames @ proj[t]).view(1, n_frames, heads, head_dim).transpose(1, 2).contiguous()
         for t in range(3)
     )  # each (1, h, n, d)
+    del frames, proj
     with torch.no_grad():
-        attention(
-            q[:, :, :64], k[:, :, :64], v[:, :, :64], backend=backend, window=window
-        )  # fmt: skip  (warm-up: loads kernels)
+        small = q[:, :, :256], k[:, :, :256], v[:, :, :256]
+        attention(*small, window=window, backend=backend)  # warm-up: kernels, thread pool
         before = _rss_bytes()
         best = math.inf
         for _ in range(repeats):
@@ -262,7 +270,7 @@ def measure_in_subprocess(
     n_frames: int, backend: str, window: tuple[int, int] | None, threads: int = 2,
     timeout: float = 600.0, **kwargs,
 ) -> dict:  # fmt: skip
-    """``measure`` in a fresh Python process (clean peak-memory reading); errors come back as
+    """``measure`` in a fresh Python process (clean peak-memory reading); failures come back as
     ``{"error": ...}`` (out of memory, timeout)."""
     args = {"n_frames": n_frames, "backend": backend, "window": window, **kwargs}
     code = (
@@ -277,10 +285,12 @@ def measure_in_subprocess(
             capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
-        return {"frames": n_frames, "backend": backend, "error": f"timeout after {timeout:.0f} s"}
+        return {"frames": n_frames, "seconds_of_audio": n_frames / 100, "backend": backend,
+                "window": window, "error": f"timeout after {timeout:.0f} s"}  # fmt: skip
     if done.returncode != 0:
         why = "killed (out of memory?)" if done.returncode < 0 else done.stderr.strip()[-300:]
-        return {"frames": n_frames, "backend": backend, "error": why}
+        return {"frames": n_frames, "seconds_of_audio": n_frames / 100, "backend": backend,
+                "window": window, "error": why}  # fmt: skip
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -296,31 +306,52 @@ def scaling_table(
     backends: tuple[str, ...] = ("math", "sdpa", "window"),
     threads: int = 2,
     memory_budget_gib: float = 8.0,
+    time_budget_s: float = 120.0,
     heads: int = 4,
     head_dim: int = 16,
     root: str | Path | None = None,
     progress: bool = True,
 ) -> list[dict]:
     """One row per (audio length, backend): full attention ("math", "sdpa") and truncated
-    ("window", and "sdpa" given the window) measured in fresh processes. A configuration whose
-    weights alone would exceed ``memory_budget_gib`` is not run; its row says why."""
-    rows = []
-    for m in minutes:
-        n = round(m * 60 * 100)
-        for backend in backends:
-            win = window if backend == "window" else None
-            need = full_attention_bytes(n, heads, backend)
-            if need > memory_budget_gib * 2**30:
-                row = {"frames": n, "seconds_of_audio": n / 100, "backend": backend,
-                       "window": None, "skipped": f"needs {need / 2**30:.1f} GiB for the "
-                       f"weights (> {memory_budget_gib:g} GiB budget)"}  # fmt: skip
-            else:
-                row = measure_in_subprocess(
-                    n, backend, win, threads=threads, heads=heads, head_dim=head_dim, root=root
-                )
-            rows.append(row)
-            if progress:
-                print(format_row(row), flush=True)
+    ("window") over the real clips joined and repeated, each measured in a fresh process.
+
+    Not run, with the reason in the row: full attention whose weights alone exceed
+    ``memory_budget_gib``, and any run that the previous length predicts (time ∝ n² for full,
+    ∝ n for truncated) to take more than ``time_budget_s``.
+    """
+    import tempfile
+
+    rows: list[dict] = []
+    last: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        frames_file = Path(tmp) / "frames.npy"
+        clips = load_clips(root)
+        np.save(frames_file, torch.cat([log_mel(read_wav(c.path)[0]) for c in clips]).numpy())
+        for m in sorted(minutes):
+            n = round(m * 60 * 100)
+            for backend in backends:
+                win = window if backend == "window" else None
+                base = {"frames": n, "seconds_of_audio": n / 100, "backend": backend}
+                need = full_attention_bytes(n, heads, backend)
+                prev = last.get(backend)
+                power = 1 if win else 2
+                guess = prev["time_s"] * (n / prev["frames"]) ** power if prev else 0.0
+                if need > memory_budget_gib * 2**30:
+                    row = {**base, "skipped": f"needs {need / 2**30:.0f} GiB for the weights "
+                           f"(> {memory_budget_gib:g} GiB budget)"}  # fmt: skip
+                elif guess > time_budget_s:
+                    row = {**base, "skipped": f"would take ~{guess:.0f} s "
+                           f"(> {time_budget_s:g} s budget)"}  # fmt: skip
+                else:
+                    row = measure_in_subprocess(
+                        n, backend, win, threads=threads, heads=heads, head_dim=head_dim,
+                        frames_file=str(frames_file), timeout=max(60.0, 5 * time_budget_s),
+                    )  # fmt: skip
+                    if "time_s" in row:
+                        last[backend] = row
+                rows.append(row)
+                if progress:
+                    print(format_row(row), flush=True)
     return rows
 
 
@@ -349,7 +380,7 @@ def markdown_table(rows: list[dict]) -> str:
         for b in backends:
             r = next(r for r in rows if r["frames"] == n and r["backend"] == b)
             if "skipped" in r:
-                cells.append("not run (" + r["skipped"].split(" for")[0] + ")")
+                cells.append("not run: " + r["skipped"].split(" (")[0])
             elif "error" in r:
                 cells.append("failed")
             else:
@@ -358,3 +389,34 @@ def markdown_table(rows: list[dict]) -> str:
         audio = f"{secs:.0f} s" if secs < 60 else f"{secs / 60:g} min"
         lines.append(f"| {audio} | {n:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def band_figure(clip: Clip, window: tuple[int, int] = (32, 32), frames: int | None = None):
+    """Log-mel frames of ``clip`` above the full and the truncated attention weights over them
+    (parameter-free, ``band_weights``); ``frames`` keeps only the first so many."""
+    from selfattention.viz.figures import new_figure
+
+    mel = log_mel(read_wav(clip.path)[0])[:frames]  # (n, 80)
+    _, full = band_weights(mel, None)
+    _, band = band_weights(mel, window)
+    n = len(mel)
+    fig = new_figure(12.0, 5.4)
+    grid = fig.add_gridspec(2, 2, height_ratios=(1, 3.2), hspace=0.35, wspace=0.18)
+    top = fig.add_subplot(grid[0, :])
+    top.imshow(mel.T.numpy(), origin="lower", aspect="auto", cmap="magma",
+               extent=(0, n / 100, 0, mel.shape[1]))  # fmt: skip
+    top.set_xlabel("seconds")
+    top.set_ylabel("mel band")
+    top.set_title(f'{clip.voice}/{clip.name}: "{clip.transcript}"', fontsize=9)
+    for k, (w, label) in enumerate(
+        ((full, "full attention: every frame sees all n"),
+         (band, f"truncated: frame i sees i-{window[0]} … i+{window[1]}"))
+    ):  # fmt: skip
+        ax = fig.add_subplot(grid[1, k])
+        vmax = float(torch.quantile(w[w > 0].flatten()[:1_000_000], 0.99))
+        im = ax.imshow(w.numpy(), cmap="viridis", vmin=0, vmax=vmax, extent=(0, n, n, 0))
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("key frame j (10 ms)")
+        ax.set_ylabel("query frame i")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    return fig

@@ -1,0 +1,184 @@
+"""Speech: wav reading, log-mel frames, truncated attention over frames, the CLI, on tiny wavs
+written by the tests (a tone, chirps, silence), never the real clips."""
+
+from __future__ import annotations
+
+import struct
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from selfattention.apps import speech
+from selfattention.cli import main
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 16000, width: int = 2,
+              channels: int = 1) -> Path:  # fmt: skip
+    """PCM wav via the stdlib; samples in [-1, 1], (n,) or (n, channels)."""
+    scale = {1: 127, 2: 32767, 4: 2**31 - 1}[width]
+    ints = np.round(np.asarray(samples) * scale)
+    if width == 1:  # 8-bit wav is unsigned
+        data = (ints + 128).astype(np.uint8).tobytes()
+    else:
+        data = ints.astype({2: "<i2", 4: "<i4"}[width]).tobytes()
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(channels)
+        f.setsampwidth(width)
+        f.setframerate(rate)
+        f.writeframes(data)
+    return path
+
+
+def tone(freq: float, seconds: float, rate: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return 0.5 * np.sin(2 * np.pi * freq * t)
+
+
+@pytest.fixture(scope="module")
+def speech_dir(tmp_path_factory) -> Path:
+    """A pocketsphinx-shaped folder: librivox/ and cards/ with two short clips each."""
+    root = tmp_path_factory.mktemp("speechdata")
+    for voice, names, freqs in (("librivox", ("a-0001", "a-0002"), (300, 500)),
+                                ("cards", ("001", "002"), (1200, 2000))):  # fmt: skip
+        folder = root / voice
+        folder.mkdir()
+        for name, f in zip(names, freqs, strict=True):
+            write_wav(folder / f"{name}.wav", tone(f, 0.5))
+        lines = [f"<s> words of {n} </s> ({n})" for n in names]
+        trans = "transcription" if voice == "librivox" else "cards.transcription"
+        (folder / trans).write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_read_wav_mono_and_stereo(tmp_path):
+    x = tone(440, 0.25)
+    samples, rate = speech.read_wav(write_wav(tmp_path / "m.wav", x))
+    assert rate == 16000 and samples.dtype == np.float32 and samples.shape == x.shape
+    np.testing.assert_allclose(samples, x, atol=1.0 / 32767)
+    both = np.stack([x, np.zeros_like(x)], axis=1)
+    stereo, _ = speech.read_wav(write_wav(tmp_path / "s.wav", both, channels=2))
+    np.testing.assert_allclose(stereo, x / 2, atol=1.0 / 32767)
+
+
+def _float_wav(path: Path) -> Path:
+    """An IEEE-float (format 3) wav, which the stdlib wave module cannot read."""
+    data = np.zeros(160, "<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, 16000, 16000 * 4, 4, 32)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(data)) + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+def test_bad_wavs_get_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="must be 16-bit PCM, got 8-bit"):
+        speech.read_wav(write_wav(tmp_path / "8bit.wav", tone(440, 0.1), width=1))
+    with pytest.raises(ValueError, match="must be 16-bit PCM, got 32-bit"):
+        speech.read_wav(write_wav(tmp_path / "32bit.wav", tone(440, 0.1), width=4))
+    with pytest.raises(ValueError, match="not a 16-bit PCM wav file"):
+        speech.read_wav(_float_wav(tmp_path / "float.wav"))
+    with pytest.raises(ValueError, match="must be sampled at 16000 Hz, got 8000 Hz"):
+        speech.read_wav(write_wav(tmp_path / "8k.wav", tone(440, 0.1, 8000), rate=8000))
+    text = tmp_path / "notes.wav"
+    text.write_text("this is not audio")
+    with pytest.raises(ValueError, match="not a 16-bit PCM wav file"):
+        speech.read_wav(text)
+    with pytest.raises(ValueError, match="does not exist"):
+        speech.read_wav(tmp_path / "missing.wav")
+
+
+def test_mel_filterbank_shape_and_peaks():
+    fb = speech.mel_filterbank(512, 40, 16000)
+    assert fb.shape == (257, 40) and float(fb.min()) == 0.0 and float(fb.max()) <= 1.0
+    peaks = fb.argmax(0)
+    assert bool((peaks[1:] >= peaks[:-1]).all())  # centres rise with the band index
+    assert bool((fb.sum(0) > 0).all())  # no empty filter
+
+
+def test_log_mel_frames_and_tone_band():
+    frames = speech.log_mel(tone(1000, 1.0))
+    assert frames.shape == (101, 80)  # 1 + 16000 // 160
+    centre = speech.mel_filterbank(512, 80, 16000).argmax(0) * 16000 / 512  # Hz per band
+    band = int(frames[10:90].mean(0).argmax())
+    assert abs(float(centre[band]) - 1000) < 80  # the loudest band is the one around 1 kHz
+    with pytest.raises(ValueError, match="one channel"):
+        speech.log_mel(np.zeros((2, 1000)))
+    with pytest.raises(ValueError, match="need more than 256 samples"):
+        speech.log_mel(np.zeros(100))
+
+
+def test_band_weights_stay_in_the_window():
+    frames = speech.log_mel(np.concatenate([tone(300, 0.3), tone(2000, 0.3)]))
+    _, w = speech.band_weights(frames, (3, 1))
+    n = len(frames)
+    i, j = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    outside = (j < i - 3) | (j > i + 1)
+    assert float(w[outside].abs().max()) == 0.0
+    torch.testing.assert_close(w.sum(-1), torch.ones(n))
+    _, full = speech.band_weights(frames, None)
+    # Full attention: a 300 Hz frame draws mostly on the other 300 Hz frames, far ones included.
+    assert float(full[5, : n // 2].sum()) > 0.9
+
+
+def test_load_clips_and_join(speech_dir):
+    clips = speech.load_clips(speech_dir)
+    assert [c.voice for c in clips] == ["librivox", "librivox", "cards", "cards"]
+    assert clips[0].transcript == "words of a-0001" and clips[0].seconds == 0.5
+    frames = speech.join_frames(clips, 500)  # 4 clips of 51 frames, repeated
+    assert frames.shape == (500, 80)
+    torch.testing.assert_close(frames[:51], speech.log_mel(speech.read_wav(clips[0].path)[0]))
+    torch.testing.assert_close(frames[204:255], frames[:51])
+    with pytest.raises(ValueError, match=r"no \.wav clips"):
+        speech.load_clips(speech_dir / "librivox")
+
+
+def test_measure_rows_in_process_and_subprocess(speech_dir, tmp_path):
+    frames = speech.join_frames(speech.load_clips(speech_dir), 300)
+    np.save(tmp_path / "f.npy", frames.numpy())
+    rows = [
+        speech.measure(300, b, w, repeats=1, frames_file=tmp_path / "f.npy")
+        for b, w in (("sdpa", None), ("window", (8, 8)), ("math", (8, 8)))
+    ]
+    assert [r["backend"] for r in rows] == ["sdpa", "window", "math"]
+    assert all(r["time_s"] > 0 and r["peak_extra_mib"] >= 0 for r in rows)
+    row = speech.measure_in_subprocess(
+        300, "window", (8, 8), threads=1, repeats=1, frames_file=str(tmp_path / "f.npy")
+    )
+    assert row["frames"] == 300 and row["window"] == [8, 8] and row["threads"] == 1
+
+
+def test_scaling_table_skips_what_cannot_fit(speech_dir):
+    rows = speech.scaling_table(
+        [0.02],
+        window=(4, 4),
+        backends=("math", "window"),
+        threads=1,
+        memory_budget_gib=1e-6,
+        root=speech_dir,
+        progress=False,
+    )
+    assert "skipped" in rows[0] and "GiB for the weights" in rows[0]["skipped"]
+    assert rows[1]["backend"] == "window" and rows[1]["time_s"] > 0
+    table = speech.markdown_table(rows)
+    assert "| 1 s | 120 |" in table and "not run: needs" in table
+
+
+def test_speech_cli(speech_dir, tmp_path, capsys):
+    assert main(["speech", "info", "--data-dir", str(speech_dir)]) == 0
+    assert "cards" in capsys.readouterr().out
+    out = tmp_path / "band.png"
+    argv = ["speech", "band", "--clip", "0002", "--window", "4", "--data-dir", str(speech_dir)]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert out.stat().st_size > 5000
+    wav = write_wav(tmp_path / "x.wav", tone(440, 0.3))
+    assert main(["speech", "features", str(wav), "--out", str(tmp_path / "x.npy")]) == 0
+    assert np.load(tmp_path / "x.npy").shape == (31, 80)
+    bad = write_wav(tmp_path / "bad.wav", tone(440, 0.1), width=1)
+    capsys.readouterr()
+    assert main(["speech", "features", str(bad)]) == 1
+    assert "must be 16-bit PCM" in capsys.readouterr().err
+    assert main(["speech", "band", "--clip", "nope", "--data-dir", str(speech_dir)]) == 1
+    assert main(["speech", "bench", "--window", "1", "2", "3"]) == 1

@@ -187,6 +187,7 @@ def test_head_selector_changes_the_values_shown(page, weights):
     pg.select_option("#layer-select", "1")
     assert _hover_value(pg, 3, 12, n) == fmt(w[1, 2, 3, 12])
     assert pg.locator("body").get_attribute("data-view") == "0/1/2"
+    assert pg.locator("#overview canvas.current").get_attribute("data-view") == "1/2"
     assert not events["errors"]
 
 

@@ -409,8 +409,20 @@
   }
 
   // ---------- overview: every layer × head as a thumbnail ----------------------------------------------
+  // the thumbnails are drawn once per sequence and colour scale; a new layer/head only moves
+  // the "current" outline
+  var overviewKey = null;
+
   function drawOverview() {
     var box = $("overview");
+    var key = state.seq + "/" + state.scale;
+    if (key === overviewKey) {
+      box.querySelectorAll("canvas").forEach(function (cv) {
+        cv.classList.toggle("current", cv.dataset.view === state.layer + "/" + state.head);
+      });
+      return;
+    }
+    overviewKey = key;
     box.textContent = "";
     var cols = [["mean", "mean"]];  // [head choice, column label]
     S.heads.forEach(function (h, i) { cols.push([i, "h" + h]); });
@@ -425,6 +437,7 @@
         var cv = document.createElement("canvas");
         paint(cv, m, S.nq, S.nk, rowTops(m, S.nq, S.nk, state.scale).rows);
         cv.title = "layer " + l + ", " + headLabel(S, c[0]);
+        cv.dataset.view = li + "/" + c[0];
         if (li === state.layer && c[0] === state.head) cv.className = "current";
         cv.addEventListener("click", function () {
           state.layer = li;

@@ -233,6 +233,31 @@ def test_report_errors():
     assert table["float64"]["math"]["out"] < 1e-12
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_callable_sees_finite_scores_and_gives_finite_grads(backend):
+    """-inf in the bias must not reach a user's normalize callable (s² would give NaN grads)."""
+    q, k, v = (randn(1, 2, 5, 3, seed=s).requires_grad_() for s in range(3))
+    bias = torch.zeros(1, 1, 5, 5, dtype=torch.float64)
+    bias[..., 1, :] = -torch.inf  # an empty row
+    bias[..., 2, 3] = -torch.inf
+    seen = []
+
+    def squares(s, allowed):
+        seen.append(bool(torch.isfinite(s).all()))
+        return s.square() / (1 + s.square().sum(-1, keepdim=True))
+
+    kw = {"bias": bias, "normalize": squares}
+    if accepts(q, k, v, backend, **kw) is not None:
+        pytest.skip(f"{backend} refuses a callable")
+    out = sa.attention(q, k, v, backend=backend, **kw)
+    out.sum().backward()
+    assert seen and all(seen)
+    assert all(bool(torch.isfinite(t.grad).all()) for t in (q, k, v))
+    sq = lambda s, allowed: s**2 / (1 + (s**2).sum(-1, keepdims=True))  # noqa: E731
+    ref, _ = reference_attention(q, k, v, bias=bias, normalize=sq)
+    torch.testing.assert_close(out.detach(), ref)
+
+
 # --- parity with torch's own scaled_dot_product_attention -----------------------------------
 
 

@@ -5,7 +5,9 @@ w (b, h, i, j) with w = 0 wherever a key is not allowed, and a row of zeros wher
 
 - softmax: w_ij = exp(s_ij) / sum_j' exp(s_ij'), computed in at least float32;
 - sum:     w_ij = s_ij / sum_j' s_ij'   (the write-ups' ``relevances /= sum(relevances)``);
-- relu:    w_ij = relu(s_ij) / n_i, n_i = number of keys query i may attend to.
+- relu:    w_ij = relu(s_ij) / n_i, n_i = number of keys query i may attend to;
+- a callable f(scores, allowed) -> weights: it sees 0 at disallowed scores, and its weights
+  there are set to 0 afterwards.
 """
 
 from __future__ import annotations
@@ -72,6 +74,10 @@ def resolve(normalize: str | Normalize) -> Normalize:
         user = normalize
 
         def wrapped(scores: Tensor, allowed: Tensor | None) -> Tensor:
+            if allowed is not None:
+                # Disallowed scores (maybe -inf from a bias) reach the user as 0, as in the
+                # reference: any finite function of them then has finite gradients.
+                scores = scores.masked_fill(~allowed, 0.0)
             w = user(scores, allowed)
             if not isinstance(w, Tensor) or w.shape != scores.shape:
                 got = getattr(w, "shape", type(w).__name__)

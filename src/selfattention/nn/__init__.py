@@ -12,6 +12,7 @@ from selfattention.nn.encoder import (
     TransformerEncoderLayer,
 )
 from selfattention.nn.multihead import MultiheadAttention
+from selfattention.nn.neighborhood import NeighborhoodAttention2D
 from selfattention.nn.positions import (
     ALiBi,
     AttentionPositions,
@@ -32,6 +33,7 @@ __all__ = [
     "FeedForward",
     "LearnedPositions",
     "MultiheadAttention",
+    "NeighborhoodAttention2D",
     "RotaryPositions",
     "SelfAttention",
     "SinusoidalPositions",

@@ -258,6 +258,46 @@ def test_callable_sees_finite_scores_and_gives_finite_grads(backend):
     torch.testing.assert_close(out.detach(), ref)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_contiguous_inputs(backend):
+    """Heads split from (b, n, h, d) by a transpose are views, not copies: same numbers."""
+    x = randn(2, 9, 3, 4, seed=0)  # (b, n, h, d)
+    q, k, v = x.transpose(1, 2), (2 * x).transpose(1, 2), x.flip(-1).transpose(1, 2)
+    assert not q.is_contiguous()
+    kw = {"window": (2, 1), "mask": rand_mask(2, 1, 9, 9, seed=1)}
+    if accepts(q, k, v, backend, **kw) is not None:
+        pytest.skip(f"{backend} refuses this call")
+    got = sa.attention(q, k, v, backend=backend, **kw)
+    expected = sa.attention(q.contiguous(), k.contiguous(), v.contiguous(), backend="math", **kw)
+    torch.testing.assert_close(got, expected)
+
+
+def test_dropout_in_math_drops_and_rescales_the_weights():
+    q, k, v = (randn(1, 2, 6, 4, seed=s) for s in range(3))
+    _, w = sa.attention(q, k, v, backend="math", return_weights=True)
+    torch.manual_seed(0)
+    out, w_drop = sa.attention(q, k, v, backend="math", return_weights=True, dropout_p=0.25)
+    kept = w_drop != 0
+    assert 0 < int(kept.sum()) < w.numel()
+    torch.testing.assert_close(w_drop[kept], w[kept] / 0.75)
+    torch.testing.assert_close(out, w_drop @ v)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dropout_is_unbiased(backend):
+    """E[dropout(W) V] = W V: the mean over many independent draws approaches the plain output."""
+    q, k, v = (randn(1, 1, 3, 2, seed=s) for s in range(3))
+    expected = sa.attention(q, k, v, backend="math")
+    reps = 20000
+    big = [t.expand(reps, 1, 3, 2).contiguous() for t in (q, k, v)]
+    if accepts(*big, backend, dropout_p=0.3) is not None:
+        pytest.skip(f"{backend} refuses dropout")
+    torch.manual_seed(0)
+    out = sa.attention(*big, backend=backend, dropout_p=0.3)
+    assert not torch.allclose(out[0], expected[0])  # dropout did happen
+    torch.testing.assert_close(out.mean(0, keepdim=True), expected, atol=0.03, rtol=0)
+
+
 # --- parity with torch's own scaled_dot_product_attention -----------------------------------
 
 

@@ -239,7 +239,8 @@ def test_image_attention_draws_the_query_row_over_the_image(rng):
 def test_image_attention_of_layers_uses_rollout_and_image_grid(rng):
     img = rng.random((6, 6, 3)) * 255  # colour, not in [0, 1]
     w = softmax_maps(rng, 3, 2, 9, 9)
-    fig = viz.image_attention(img, list(w), (3, 3), query=4)
+    per_layer = [torch.from_numpy(layer).requires_grad_() for layer in w]  # straight from a model
+    fig = viz.image_attention(img, per_layer, (3, 3), query=4)
     np.testing.assert_allclose(fig.axes[0].images[1].get_array(), viz.rollout(w)[4].reshape(3, 3))
     assert fig.axes[0].get_title().startswith("rollout")
     fig = viz.image_grid(img, w, (3, 3), query=4, layers="0,2", heads=1)

@@ -180,7 +180,11 @@ def image_attention(
             (how much attention each patch receives).
         cls_token: position 0 is a class token (its column is left out of the map).
     """
-    per_layer = isinstance(weights, list | tuple) and weights and np.ndim(weights[0]) >= 2
+    first = weights[0] if isinstance(weights, list | tuple) and weights else None
+    # a list of per-layer maps (each ≥ 2-d), not a nested list holding one (i, j) map
+    per_layer = (
+        first is not None and (first.ndim if hasattr(first, "ndim") else np.ndim(first)) >= 2
+    )
     w = None if per_layer else as_array(weights, "weights", ndim=(2, 3, 4))
     if w is None or w.ndim > 2:
         w, what = rollout(weights), "rollout"

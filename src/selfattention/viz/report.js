@@ -438,6 +438,7 @@
         paint(cv, m, S.nq, S.nk, rowTops(m, S.nq, S.nk, state.scale).rows);
         cv.title = "layer " + l + ", " + headLabel(S, c[0]);
         cv.dataset.view = li + "/" + c[0];
+        cv.style.aspectRatio = S.nk + " / " + S.nq;
         if (li === state.layer && c[0] === state.head) cv.className = "current";
         cv.addEventListener("click", function () {
           state.layer = li;

@@ -12,8 +12,14 @@ import io
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+try:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+except ImportError as exc:  # an optional dependency: say which extra brings it
+    raise ImportError(
+        "selfattention.viz needs matplotlib: pip install 'selfattention[viz]' (or matplotlib)"
+    ) from exc
 
 __all__ = ["new_figure", "png_bytes", "save", "text_color"]
 

@@ -1,0 +1,204 @@
+"""Shared by the POS and polarity tasks: token encoding, batches, losses, checkpoints, pictures."""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from selfattention.apps.text.model import TextModel, TextModelConfig, case_class
+from selfattention.apps.text.vocab import Vocab
+from selfattention.apps.training import load_checkpoint
+
+__all__ = [
+    "Encoded",
+    "Encoder",
+    "batches",
+    "cls_loss",
+    "cls_metric",
+    "glove_table",
+    "load_model",
+    "read_inputs",
+    "save_attention_picture",
+    "tag_loss",
+    "tag_metric",
+]
+
+IGNORE = -100  # target of padding positions (cross_entropy's ignore_index)
+
+
+@dataclass
+class Encoded:
+    """One sentence as ids: words (n,), chars (n, c), case (n,), and a target (tags (n,) or int)."""
+
+    words: list[int]
+    chars: list[list[int]]
+    case: list[int]
+    target: Any = None
+
+
+class Encoder:
+    """Turns token lists into :class:`Encoded` with a word vocabulary (lower-cased), a character
+    vocabulary (case kept) and the case class of each token."""
+
+    def __init__(self, words: Vocab, chars: Vocab | None, max_chars: int = 16) -> None:
+        self.words, self.chars, self.max_chars = words, chars, max_chars
+
+    def __call__(self, tokens: Sequence[str], target: Any = None) -> Encoded:
+        if not tokens:
+            raise ValueError("cannot encode an empty sentence")
+        words = self.words.encode(t.lower() for t in tokens)
+        chars: list[list[int]] = []
+        if self.chars is not None:
+            for t in tokens:
+                # Long tokens keep their start and end, where prefixes and suffixes live.
+                s = (
+                    t
+                    if len(t) <= self.max_chars
+                    else t[: self.max_chars // 2] + t[-self.max_chars // 2 :]
+                )
+                chars.append(self.chars.encode(s))
+        return Encoded(words, chars, [case_class(t) for t in tokens], target)
+
+
+def batches(
+    data: Sequence[Encoded],
+    batch_size: int,
+    *,
+    seed: int | None = None,
+    task: str = "tag",
+) -> list[tuple[dict[str, Tensor], Tensor]]:
+    """Padded batches ``({"words", "chars", "case"}, targets)``.
+
+    With ``seed`` the order is shuffled (``random.Random(seed)``), then sentences of similar
+    length are grouped (sorted inside pools of 50 batches) so that little time goes on padding.
+    Without it the order is kept. Tag targets are padded with -100 (ignored by the loss).
+    """
+    order = list(range(len(data)))
+    if seed is not None:
+        rng = random.Random(seed)
+        rng.shuffle(order)
+        pool = batch_size * 50
+        order = [
+            i
+            for start in range(0, len(order), pool)
+            for i in sorted(order[start : start + pool], key=lambda k: len(data[k].words))
+        ]
+    groups = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    if seed is not None:
+        random.Random(seed + 1).shuffle(groups)
+    return [_collate([data[i] for i in g], task) for g in groups]
+
+
+def _collate(items: list[Encoded], task: str) -> tuple[dict[str, Tensor], Tensor]:
+    b, n = len(items), max(len(e.words) for e in items)
+    words = torch.zeros(b, n, dtype=torch.long)
+    case = torch.zeros(b, n, dtype=torch.long)
+    has_chars = bool(items[0].chars)
+    c = max((len(w) for e in items for w in e.chars), default=1) if has_chars else 1
+    chars = torch.zeros(b, n, max(c, 1), dtype=torch.long)
+    targets = torch.full((b, n), IGNORE, dtype=torch.long) if task == "tag" else None
+    for r, e in enumerate(items):
+        m = len(e.words)
+        words[r, :m] = torch.tensor(e.words)
+        case[r, :m] = torch.tensor(e.case)
+        for k, w in enumerate(e.chars):
+            chars[r, k, : len(w)] = torch.tensor(w)
+        if task == "tag" and e.target is not None:
+            targets[r, :m] = torch.tensor(e.target)
+    if task != "tag":
+        targets = torch.tensor([-1 if e.target is None else e.target for e in items])
+    inputs = {"words": words, "case": case}
+    if has_chars:
+        inputs["chars"] = chars
+    return inputs, targets
+
+
+def tag_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    return nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+
+
+def tag_metric(logits: Tensor, targets: Tensor) -> tuple[int, int]:
+    real = targets != IGNORE
+    return int(((logits.argmax(-1) == targets) & real).sum()), int(real.sum())
+
+
+def cls_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    return nn.functional.cross_entropy(logits, targets)
+
+
+def cls_metric(logits: Tensor, targets: Tensor) -> tuple[int, int]:
+    return int((logits.argmax(-1) == targets).sum()), int(targets.numel())
+
+
+def glove_table(vocab: Vocab, glove: Any) -> tuple[Tensor, int]:
+    """(len(vocab), glove.dim) rows of GloVe for each word (zeros when GloVe lacks it), and how
+    many words were found."""
+    table = np.zeros((len(vocab), glove.dim), dtype=np.float32)
+    found = 0
+    for i, w in enumerate(vocab.itos):
+        row = glove.index.get(w)
+        if row is not None:
+            table[i] = glove.vectors[row]
+            found += 1
+    return torch.from_numpy(table), found
+
+
+def load_model(checkpoint: str | Path) -> tuple[TextModel, dict[str, Any]]:
+    """Rebuild a :class:`TextModel` and its vocabularies from a checkpoint directory."""
+    state, config = load_checkpoint(checkpoint)
+    for key in ("model", "vocab"):
+        if key not in config:
+            raise ValueError(f"{Path(checkpoint) / 'config.json'} has no {key!r}: not a text model")
+    model = TextModel(TextModelConfig.from_json(config["model"]))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(
+            f"{Path(checkpoint) / 'model.safetensors'} does not fit its config: {e}"
+        ) from e
+    model.eval()
+    config["encoder"] = Encoder(
+        Vocab.from_json(config["vocab"]),
+        Vocab.from_json(config["chars"]) if config.get("chars") else None,
+        config.get("max_chars", 16),
+    )
+    return model, config
+
+
+def read_inputs(args: argparse.Namespace) -> list[str]:
+    """Lines to predict: the TEXT arguments, then the lines of ``--file``; at least one."""
+    lines = [t for t in (args.inputs or []) if t.strip()]
+    if args.file is not None:
+        if not Path(args.file).is_file():
+            raise FileNotFoundError(f"input file {args.file} does not exist")
+        lines += [ln.strip() for ln in Path(args.file).read_text(encoding="utf-8").splitlines()]
+        lines = [ln for ln in lines if ln]
+    if not lines:
+        raise ValueError("nothing to predict: give TEXT arguments or --file")
+    return lines
+
+
+@torch.no_grad()
+def save_attention_picture(
+    model: TextModel, enc: Encoded, tokens: list[str], path: Path, title: str
+) -> Path:
+    """PNG of which words each word attends to: every layer and head for one sentence."""
+    from selfattention import viz
+
+    inputs, _ = _collate([enc], model.config.task)
+    _, weights = model(**inputs, return_weights=True)
+    fig = viz.grid([w[0] for w in weights], tokens, title=title)
+    return viz.save(fig, path)
+
+
+def timer() -> float:
+    return time.perf_counter()

@@ -1,0 +1,376 @@
+"""Sentence polarity: one label per sentence (positive or negative), by self-attention.
+
+Data: Pang & Lee's sentence polarity sample (``selfattention data fetch pang-lee-polarity``:
+4,000 lower-cased movie-review sentences, 2,000 positive, 2,000 negative), split 80/10/10 by
+position (:func:`selfattention.apps.text.corpus.split_indices`; each part is balanced).
+
+Two models:
+* default: a small encoder trained here (frozen GloVe 50-d plus trained word vectors, one or two
+  self-attention layers, attention pooling);
+* ``--pretrained``: the packaged all-MiniLM-L6-v2 encoder (``selfattention.pretrained.load_bert``),
+  fine-tuned with a mean-pooling linear head.
+Baseline: the average of the sentence's GloVe vectors fed to logistic regression (C picked on dev).
+
+    selfattention train polarity [--pretrained]
+    selfattention evaluate polarity
+    selfattention predict polarity "a gorgeous , witty film" "tedious and overlong"
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from selfattention.apps.text import common, corpus
+from selfattention.apps.text.model import TextModel, TextModelConfig
+from selfattention.apps.text.vocab import Vocab
+from selfattention.apps.training import fit, load_checkpoint, set_seed, write_metrics
+
+LABELS = ("negative", "positive")
+SAMPLE = "not a bad film , but the ending is far too long and rather dull ."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("polarity")
+    g.add_argument("--data", type=Path, help="label,text CSV (default: fetch pang-lee-polarity)")
+    g.add_argument("--limit", type=int, help="use only N sentences (spread over the file)")
+    g.add_argument("--pretrained", action="store_true", help="fine-tune the packaged MiniLM")
+    g.add_argument("--epochs", type=int, help="default 30, or 4 with --pretrained")
+    g.add_argument("--patience", type=int, help="default 6, or 2 with --pretrained")
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--lr", type=float, help="default 1e-3, or 4e-5 with --pretrained")
+    g.add_argument("--dim", type=int, default=64)
+    g.add_argument("--layers", type=int, default=1)
+    g.add_argument("--heads", type=int, default=4)
+    g.add_argument("--dropout", type=float, default=0.3)
+    g.add_argument("--pooling", choices=("mean", "attention"), default="attention")
+    g.add_argument("--positions", choices=("learned", "sinusoidal", "rotary"), default="rotary")
+    g.add_argument("--no-glove", dest="glove", action="store_false", help="no GloVe vectors")
+    g.add_argument("--glove-words", type=int, default=50000, help="extra GloVe words kept")
+    g.add_argument("--glove-path", type=Path, help="GloVe folder or text file (default: packaged)")
+    g.add_argument("--time-limit", type=float, default=540.0, help="stop after S seconds (540)")
+
+
+def _load(args: argparse.Namespace) -> dict[str, list[tuple[list[str], int]]]:
+    from selfattention.apps import datasets
+
+    path = args.data if args.data is not None else datasets.fetch("pang-lee-polarity")
+    texts, labels = corpus.read_polarity(path)
+    items = [(t.split(), y) for t, y in zip(texts, labels, strict=True)]
+    if args.limit:
+        step = max(1, len(items) // args.limit)  # the file is sorted by label: sample across it
+        items = items[::step][: args.limit]
+    parts = corpus.split(items)
+    for name, part in parts.items():
+        if not part:
+            raise ValueError(f"{path}: {len(items)} sentences leave the {name} split empty")
+    return parts
+
+
+@functools.lru_cache(maxsize=2)
+def _glove(path: Path | None) -> Any:
+    from selfattention.pretrained import load_glove
+
+    return load_glove(path)
+
+
+def baseline(parts: dict, glove: Any) -> dict[str, float]:
+    """Averaged GloVe vectors + logistic regression; C chosen on dev from 0.01 ... 100."""
+    from sklearn.linear_model import LogisticRegression
+
+    def features(part: list) -> tuple[np.ndarray, np.ndarray]:
+        x = np.zeros((len(part), glove.dim), dtype=np.float64)
+        for r, (tokens, _) in enumerate(part):
+            rows = [glove.index[t] for t in tokens if t in glove.index]
+            if rows:
+                x[r] = glove.vectors[rows].mean(0)
+        return x, np.array([y for _, y in part])
+
+    (xtr, ytr), (xdv, ydv), (xte, yte) = (features(parts[k]) for k in ("train", "dev", "test"))
+    best = None
+    for c in (0.01, 0.1, 1.0, 10.0, 100.0):
+        clf = LogisticRegression(C=c, max_iter=2000).fit(xtr, ytr)
+        acc = clf.score(xdv, ydv)
+        if best is None or acc > best[0]:
+            best = (acc, c, clf)
+    dev_acc, c, clf = best
+    return {"accuracy": float(clf.score(xte, yte)), "dev_accuracy": float(dev_acc), "C": c}
+
+
+# ---------------------------------------------------------------------------------------------
+# the fine-tuned pretrained encoder
+
+
+class PretrainedClassifier(nn.Module):
+    """MiniLM (or any ``load_bert`` folder) + mean pooling over real tokens + dropout + Linear."""
+
+    def __init__(self, bert: nn.Module, num_labels: int = 2, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.bert = bert
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(bert.config.hidden_size, num_labels)
+
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor, *, return_weights: bool = False
+    ) -> Tensor | tuple[Tensor, tuple[Tensor, ...]]:
+        out = self.bert(input_ids, attention_mask, return_weights=return_weights)
+        m = attention_mask.to(out.last_hidden_state.dtype)[..., None]  # (b, n, 1)
+        pooled = (out.last_hidden_state * m).sum(1) / m.sum(1).clamp_min(1)  # (b, d)
+        logits = self.head(self.dropout(pooled))
+        return (logits, out.weights) if return_weights else logits
+
+
+def _bert_batches(bert: Any, part: list, batch_size: int, seed: int | None) -> list:
+    order = list(range(len(part)))
+    if seed is not None:
+        import random
+
+        random.Random(seed).shuffle(order)
+    out = []
+    for s in range(0, len(order), batch_size):
+        items = [part[i] for i in order[s : s + batch_size]]
+        enc = bert.encode([" ".join(t) for t, _ in items], max_length=128, truncation=True)
+        inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        out.append((inputs, torch.tensor([y for _, y in items])))
+    return out
+
+
+def _train_pretrained(args: argparse.Namespace, parts: dict) -> tuple[nn.Module, dict, dict, Any]:
+    from selfattention.pretrained import load_bert
+
+    bert = load_bert()
+    model = PretrainedClassifier(bert).train()
+    config = {"task": "polarity", "pretrained": True, "labels": list(LABELS)}
+    lr = args.lr or 4e-5
+    tokenised = {k: _bert_batches(bert, v, 64, None) for k, v in parts.items()}
+    history = fit(
+        model,
+        lambda epoch: _bert_batches(
+            bert, parts["train"], args.batch_size, args.seed * 1000 + epoch
+        ),
+        tokenised["dev"],
+        loss_fn=common.cls_loss,
+        metric_fn=common.cls_metric,
+        epochs=args.epochs or 4,
+        lr=lr,
+        patience=args.patience or 2,
+        out_dir=args.checkpoint,
+        resume=args.resume,
+        progress=args.progress,
+        config=config,
+        param_groups=[
+            {"params": list(model.bert.parameters()), "lr": lr},
+            {"params": list(model.head.parameters()), "lr": lr * 25},
+        ],
+        warmup_steps=20,
+        decay=True,
+        time_limit=args.time_limit,
+    )
+    return model, config, history, tokenised["test"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the encoder trained here
+
+
+def _build(args: argparse.Namespace, train: list) -> tuple[TextModel, dict, int]:
+    counts = Counter(t for tokens, _ in train for t in tokens)
+    trainable = [w for w, c in counts.items() if c >= 2]
+    rest = sorted(w for w, c in counts.items() if c < 2)
+    glove = None
+    extra: list[str] = []
+    if args.glove:
+        glove = _glove(args.glove_path)
+        extra = glove.words[: args.glove_words]
+    words = Vocab.build(Counter({w: counts[w] for w in trainable}), extra=[*rest, *extra])
+    cfg = TextModelConfig(
+        task="classify",
+        num_labels=2,
+        vocab_size=len(words),
+        trainable_words=2 + len(trainable),
+        word_dim=32,
+        glove_dim=glove.dim if glove is not None else 0,
+        dim=args.dim,
+        heads=args.heads,
+        layers=args.layers,
+        ff_dim=2 * args.dim,
+        dropout=args.dropout,
+        word_dropout=0.1,
+        positions=args.positions,
+        pooling=args.pooling,
+    )
+    model = TextModel(cfg)
+    found = 0
+    if glove is not None:
+        table, found = common.glove_table(words, glove)
+        model.set_glove(table)
+    config = {
+        "task": "polarity",
+        "pretrained": False,
+        "model": cfg.to_json(),
+        "vocab": words.to_json(),
+        "chars": None,
+        "labels": list(LABELS),
+    }
+    return model, config, found
+
+
+def _encode(encoder: common.Encoder, part: list) -> list[common.Encoded]:
+    return [encoder(tokens, y) for tokens, y in part]
+
+
+def _train_scratch(args: argparse.Namespace, parts: dict) -> tuple[nn.Module, dict, dict, Any]:
+    model, config, found = _build(args, parts["train"])
+    config["glove_words_found"] = found
+    encoder = common.Encoder(Vocab.from_json(config["vocab"]), None)
+    data = {k: _encode(encoder, v) for k, v in parts.items()}
+    history = fit(
+        model,
+        lambda epoch: common.batches(
+            data["train"], args.batch_size, seed=args.seed * 1000 + epoch, task="classify"
+        ),
+        common.batches(data["dev"], 128, task="classify"),
+        loss_fn=common.cls_loss,
+        metric_fn=common.cls_metric,
+        epochs=args.epochs or 30,
+        lr=args.lr or 1e-3,
+        patience=args.patience or 6,
+        out_dir=args.checkpoint,
+        resume=args.resume,
+        progress=args.progress,
+        config=config,
+        weight_decay=0.05,
+        time_limit=args.time_limit,
+    )
+    return model, config, history, common.batches(data["test"], 128, task="classify")
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, batches: list) -> float:
+    model.eval()
+    hit = total = 0
+    for inputs, targets in batches:
+        c, t = common.cls_metric(model(**inputs), targets)
+        hit, total = hit + c, total + t
+    return hit / total
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    set_seed(args.seed)
+    parts = _load(args)
+    t0 = common.timer()
+    runner = _train_pretrained if args.pretrained else _train_scratch
+    model, config, history, test_batches = runner(args, parts)
+    seconds = common.timer() - t0
+    metrics = _metrics(model, test_batches, parts, config, args.glove_path)
+    metrics.update(
+        {
+            "train_seconds": seconds,
+            "threads": torch.get_num_threads(),
+            "epochs_run": history["epochs_run"],
+            "best_epoch": history["best_epoch"],
+            "stopped": history["stopped"],
+            "dev_accuracy": history["best_dev_accuracy"],
+            "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "history": history["history"],
+        }
+    )
+    write_metrics(Path(args.checkpoint) / "metrics.json", metrics)
+    _picture(model, config, Path(args.checkpoint) / "attention.png")
+    return {k: v for k, v in metrics.items() if k != "history"}
+
+
+def _metrics(
+    model: nn.Module, test_batches: list, parts: dict, config: dict, glove_path: Path | None
+) -> dict[str, Any]:
+    return {
+        "task": "polarity",
+        "model": "MiniLM fine-tuned" if config.get("pretrained") else "encoder trained here",
+        "split": {k: len(v) for k, v in parts.items()},
+        "test_positive": sum(y for _, y in parts["test"]),
+        "test_accuracy": _accuracy(model, test_batches),
+        "baseline": "averaged GloVe + logistic regression",
+        "baseline_accuracy": baseline(parts, _glove(glove_path))["accuracy"],
+    }
+
+
+def _load_model(checkpoint: Path) -> tuple[nn.Module, dict, Any]:
+    """The model, its config and a function tokens-list -> batch inputs."""
+    state, config = load_checkpoint(checkpoint)
+    if config.get("task") != "polarity":
+        raise ValueError(f"{checkpoint} holds a {config.get('task')!r} model, not polarity")
+    if config.get("pretrained"):
+        from selfattention.pretrained import load_bert
+
+        bert = load_bert()
+        model = PretrainedClassifier(bert)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise ValueError(f"{checkpoint}/model.safetensors does not fit MiniLM: {e}") from e
+        model.eval()
+        return model, config, lambda part: _bert_batches(bert, part, 64, None)
+    model, config = common.load_model(checkpoint)
+    encoder = config["encoder"]
+    return (
+        model,
+        config,
+        lambda part: common.batches(_encode(encoder, part), 128, task="classify"),
+    )
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    model, config, to_batches = _load_model(args.checkpoint)
+    parts = _load(args)
+    metrics = _metrics(model, to_batches(parts["test"]), parts, config, args.glove_path)
+    write_metrics(Path(args.checkpoint) / "test_metrics.json", metrics)
+    return metrics
+
+
+@torch.no_grad()
+def predict(args: argparse.Namespace) -> int:
+    model, _, to_batches = _load_model(args.checkpoint)
+    lines = common.read_inputs(args)
+    part = [(corpus.tokenize(line.lower()), 0) for line in lines]
+    part = [(t or ["."], y) for t, y in part]
+    probs = torch.cat([torch.softmax(model(**inp), -1) for inp, _ in to_batches(part)])
+    for line, p in zip(lines, probs, strict=True):
+        k = int(p.argmax())
+        print(f"{LABELS[k]}\t{float(p[k]):.3f}\t{line}")
+    return 0
+
+
+@torch.no_grad()
+def _picture(model: nn.Module, config: dict, path: Path) -> Path:
+    from selfattention import viz
+
+    model.eval()
+    tokens = SAMPLE.split()
+    if config.get("pretrained"):
+        bert = model.bert
+        enc = bert.encode([SAMPLE])
+        _, weights = model(enc["input_ids"], enc["attention_mask"], return_weights=True)
+        labels = bert.tokens(enc["input_ids"])[0]
+        fig = viz.grid(
+            [w[0] for w in weights],
+            labels,
+            layers="-1",
+            heads="0-5",
+            title="polarity (MiniLM, last layer): " + SAMPLE,
+        )
+        return viz.save(fig, path)
+    encoder = common.Encoder(Vocab.from_json(config["vocab"]), None)
+    return common.save_attention_picture(
+        model, encoder(tokens), tokens, path, "polarity: " + SAMPLE
+    )

@@ -22,9 +22,9 @@ from selfattention.apps.vision.model import (
     VisionTransformer,
     ViTConfig,
     count_parameters,
-    neighborhood_mask,
     patchify,
 )
+from selfattention.functional.neighborhood import neighborhood_mask
 
 
 def write_idx(path: Path, array: np.ndarray, *, gz: bool = True) -> Path:
@@ -110,14 +110,6 @@ def test_patchify_row_major_patches():
     assert p[0, 3].tolist() == [10, 11, 14, 15]  # bottom-right
 
 
-def test_neighborhood_mask_counts():
-    m = neighborhood_mask((3, 4), 3)
-    assert m.shape == (12, 12) and bool((m == m.T).all()) and bool(m.diagonal().all())
-    assert int(m[0].sum()) == 4  # corner: itself, right, below, diagonal
-    assert int(m[5].sum()) == 9  # (1, 1): full 3×3
-    assert bool(neighborhood_mask((3, 4), 7).all())
-
-
 def test_vit_weights_and_neighbourhood():
     torch.manual_seed(0)
     cfg = ViTConfig(image_size=(8, 8), patch_size=2, dim=16, depth=2, heads=2, neighborhood=3)
@@ -127,10 +119,14 @@ def test_vit_weights_and_neighbourhood():
     assert logits.shape == (3, 10) and len(weights) == 2
     assert weights[0].shape == (3, 2, 16, 16)
     torch.testing.assert_close(weights[1].sum(-1), torch.ones(3, 2, 16))
-    outside = ~neighborhood_mask((4, 4), 3)
+    outside = ~neighborhood_mask(4, 4, 3)
     assert float(weights[0].detach()[..., outside].abs().max()) == 0.0
-    # Same logits with and without asking for the weights (math vs fused path).
+    # Same logits with and without asking for the weights (math vs the tiled kernel).
     torch.testing.assert_close(model(x), logits, rtol=1e-5, atol=1e-5)
+    model.train()
+    model(x).logsumexp(-1).sum().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and bool(torch.isfinite(g).all()) for g in grads)
 
 
 def test_vit_without_positions_is_permutation_invariant_over_patches():
@@ -168,6 +164,8 @@ def test_config_validation():
         ViTConfig(patch_size=5)
     with pytest.raises(ValueError, match="neighborhood must be None or an odd"):
         ViTConfig(neighborhood=2)
+    with pytest.raises(ValueError, match=r"odd int in 1\.\.4 \(the patch grid is 4×4\)"):
+        ViTConfig(patch_size=7, neighborhood=5)
     with pytest.raises(ValueError, match="unknown ViTConfig field"):
         ViTConfig.from_dict({"width": 3})
     cfg = ViTConfig(patch_size=7, neighborhood=3)

@@ -15,18 +15,18 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-import torch
 from torch import Tensor, nn
 
 from selfattention.apps.vision.data import check_images
 from selfattention.nn import LearnedPositions, SinusoidalPositions2D, TransformerEncoder
+from selfattention.nn.neighborhood import NeighborhoodAttention2D
 
 __all__ = [
     "MLP",
+    "EncoderNeighborhoodAttention",
     "ViTConfig",
     "VisionTransformer",
     "count_parameters",
-    "neighborhood_mask",
     "patchify",
 ]
 
@@ -38,8 +38,9 @@ class ViTConfig:
     image_size: (H, W) pixels; patch_size p must divide both. channels: c.
     dim, depth, heads, ff_dim (default 2·dim): encoder width, layers, heads, MLP width.
     positions: "sin2d" (fixed, ``SinusoidalPositions2D``) or "learned" (``LearnedPositions``).
-    neighborhood: None for global attention, or an odd k: patch (r, c) attends to patches
-        (r', c') with |r - r'| <= k//2 and |c - c'| <= k//2.
+    neighborhood: None for global attention, or an odd k <= both grid sides: each patch
+        attends to the k×k patches around it (``NeighborhoodAttention2D``; the window is shifted
+        inward at the borders, so every patch sees k² patches).
     """
 
     image_size: tuple[int, int] = (28, 28)
@@ -63,8 +64,11 @@ class ViTConfig:
         if self.positions not in ("sin2d", "learned"):
             raise ValueError(f"positions must be 'sin2d' or 'learned', got {self.positions!r}")
         k = self.neighborhood
-        if k is not None and not (isinstance(k, int) and k >= 1 and k % 2 == 1):
-            raise ValueError(f"neighborhood must be None or an odd positive int, got {k!r}")
+        if k is not None and not (isinstance(k, int) and k % 2 == 1 and 1 <= k <= min(self.grid)):
+            raise ValueError(
+                f"neighborhood must be None or an odd int in 1..{min(self.grid)} (the patch grid "
+                f"is {self.grid[0]}×{self.grid[1]}), got {k!r}"
+            )
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -100,15 +104,23 @@ def patchify(x: Tensor, p: int) -> Tensor:
     return x.reshape(b, (h // p) * (w // p), c * p * p)
 
 
-def neighborhood_mask(grid: tuple[int, int], kernel_size: int) -> Tensor:
-    """Bool (n, n), True where patch j lies in the kernel_size×kernel_size window around patch i."""
-    gh, gw = grid
-    r = torch.arange(gh).repeat_interleave(gw)  # row of each patch
-    c = torch.arange(gw).repeat(gh)  # column of each patch
-    half = kernel_size // 2
-    near_r = (r[:, None] - r[None, :]).abs() <= half
-    near_c = (c[:, None] - c[None, :]).abs() <= half
-    return near_r & near_c
+class EncoderNeighborhoodAttention(NeighborhoodAttention2D):
+    """``NeighborhoodAttention2D`` with the call signature of ``SelfAttention``, so that it can
+    stand in a ``TransformerEncoderLayer`` as ``layer.attn`` (it takes no mask or bias: the
+    neighbourhood is the mask, and the kernel skips the work outside it)."""
+
+    def forward(
+        self,
+        x: Tensor,
+        context: Tensor | None = None,
+        *,
+        mask: Tensor | None = None,
+        bias: Tensor | None = None,
+        return_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        if context is not None or mask is not None or bias is not None:
+            raise ValueError("neighbourhood attention takes no context, mask or bias")
+        return super().forward(x, return_weights=return_weights)
 
 
 class VisionTransformer(nn.Module):
@@ -136,12 +148,13 @@ class VisionTransformer(nn.Module):
             dropout=config.dropout,
             norm_first=True,
         )
-        self.head = nn.Linear(config.dim, config.num_classes)
-        mask = None
         if config.neighborhood is not None:
-            mask = neighborhood_mask((gh, gw), config.neighborhood)
-        # Not persistent: rebuilt from the config, so checkpoints hold weights only.
-        self.register_buffer("attention_mask", mask, persistent=False)
+            # Each layer's global attention becomes k×k neighbourhood attention (same weights).
+            for layer in self.encoder.layers:
+                layer.attn = EncoderNeighborhoodAttention(
+                    config.dim, config.heads, config.neighborhood, (gh, gw)
+                )
+        self.head = nn.Linear(config.dim, config.num_classes)
 
     def forward(
         self, images: Tensor, return_weights: bool = False
@@ -150,7 +163,7 @@ class VisionTransformer(nn.Module):
         x = check_images(images, cfg.channels, cfg.image_size)
         x = (x - 0.5) / 0.5  # pixels to [-1, 1]
         x = self.positions(self.patch_proj(patchify(x, cfg.patch_size)))  # (b, n, dim)
-        out = self.encoder(x, mask=self.attention_mask, return_weights=return_weights)
+        out = self.encoder(x, return_weights=return_weights)
         logits = self.head(out.last_hidden_state.mean(dim=1))  # (b, num_classes)
         return (logits, out.weights) if return_weights else logits
 

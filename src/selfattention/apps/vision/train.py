@@ -26,8 +26,8 @@ __all__ = ["add_arguments", "evaluate", "load_model", "predict", "train"]
 # Per data set: defaults chosen so that the Fashion-MNIST run fits in 15 minutes on 2 cores.
 DEFAULTS: dict[str, dict] = {
     "fashion-mnist": dict(
-        patch_size=4, dim=64, depth=4, heads=4, epochs=10, batch_size=128, lr=2e-3,
-        dev_size=5000, shift=2, flip=True, time_limit=14 * 60,
+        patch_size=7, dim=96, depth=6, heads=4, epochs=10, batch_size=128, lr=1e-3,
+        dev_size=5000, shift=0, flip=False, time_limit=14 * 60,
     ),
     "digits": dict(
         patch_size=2, dim=64, depth=4, heads=4, epochs=40, batch_size=64, lr=2e-3,
@@ -189,7 +189,7 @@ def _fit(model: nn.Module, name: str, args, train_xy, dev_xy, out_dir: Path, con
         progress=getattr(args, "progress", True),
         config=config,
         weight_decay=0.05,
-        warmup_steps=min(steps, 500),
+        warmup_steps=min(steps // 2, 200),
         decay=True,
         time_limit=_setting(args, "time_limit"),
     )

@@ -169,6 +169,8 @@ def test_scaling_table_skips_what_cannot_fit(speech_dir):
 def test_speech_cli(speech_dir, tmp_path, capsys):
     assert main(["speech", "info", "--data-dir", str(speech_dir)]) == 0
     assert "cards" in capsys.readouterr().out
+    assert main(["speech", "voices", "--data-dir", str(speech_dir)]) == 0
+    assert '"leave_one_clip_out": "4/4"' in capsys.readouterr().out
     out = tmp_path / "band.png"
     argv = ["speech", "band", "--clip", "0002", "--window", "4", "--data-dir", str(speech_dir)]
     assert main([*argv, "--out", str(out)]) == 0

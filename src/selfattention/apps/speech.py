@@ -44,6 +44,7 @@ __all__ = [
     "mel_filterbank",
     "read_wav",
     "scaling_table",
+    "voice_check",
 ]
 
 SAMPLE_RATE = 16000
@@ -420,3 +421,35 @@ def band_figure(clip: Clip, window: tuple[int, int] = (32, 32), frames: int | No
         ax.set_ylabel("query frame i")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
     return fig
+
+
+def voice_check(clips: list[Clip]) -> dict:
+    """Why the shipped speech does not support an honest speaker task.
+
+    Each clip is reduced to one vector, its mean log-mel frame (no model, no attention), and
+    classified by the nearest voice centroid of the other clips (leave one clip out). If that
+    trivial average already separates the voices, a trained model's accuracy on these clips
+    says nothing about attention. ``high_band_mean`` (mel bands 60-79, about 4.5-8 kHz) shows
+    what it picks up: the recording channel, not the voice.
+    """
+    means = torch.stack([log_mel(read_wav(c.path)[0]).mean(0) for c in clips])  # (clips, 80)
+    voices = [c.voice for c in clips]
+    correct = 0
+    for i in range(len(clips)):
+        rest = [j for j in range(len(clips)) if j != i]
+        centroids = {
+            v: means[[j for j in rest if voices[j] == v]].mean(0)
+            for v in sorted(set(voices[j] for j in rest))
+        }
+        guess = min(centroids, key=lambda v: float((means[i] - centroids[v]).norm()))
+        correct += guess == voices[i]
+    per_voice = {
+        v: {
+            "clips": voices.count(v),
+            "seconds": sum(c.seconds for c in clips if c.voice == v),
+            "high_band_mean": float(means[[k for k, u in enumerate(voices) if u == v], 60:].mean()),
+            "low_band_mean": float(means[[k for k, u in enumerate(voices) if u == v], :20].mean()),
+        }
+        for v in sorted(set(voices))
+    }
+    return {"leave_one_clip_out": f"{correct}/{len(clips)}", "voices": per_voice}

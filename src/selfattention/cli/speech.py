@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("results/speech/speech_band.png"))
     p.add_argument("--data-dir", type=Path, help=root_help)
 
+    p = sub.add_parser("voices", help="can a per-clip average spectrum tell the voices apart?")
+    p.add_argument("--data-dir", type=Path, help=root_help)
+
     p = sub.add_parser("bench", help="time and peak memory of full vs truncated attention")
     p.add_argument(
         "--minutes",
@@ -71,12 +74,12 @@ def run(args: argparse.Namespace) -> int:
 
     command = getattr(args, "speech_command", None)
     if command is None:
-        print("error: choose one of: info, features, band, bench", file=sys.stderr)
+        print("error: choose one of: info, features, band, bench, voices", file=sys.stderr)
         return 2
     try:
-        return {"info": _info, "features": _features, "band": _band, "bench": _bench}[command](
-            args, speech
-        )
+        commands = {"info": _info, "features": _features, "band": _band, "bench": _bench,
+                    "voices": _voices}  # fmt: skip
+        return commands[command](args, speech)
     except (ValueError, DataUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -114,6 +117,12 @@ def _band(args, speech) -> int:
         raise ValueError(f"--clip {args.clip!r} must name exactly one clip; clips: {names}")
     fig = speech.band_figure(clips[0], _window(args.window))
     print(viz.save(fig, args.out, dpi=90))
+    return 0
+
+
+def _voices(args, speech) -> int:
+    result = speech.voice_check(speech.load_clips(args.data_dir))
+    print(json.dumps(result, indent=2))
     return 0
 
 

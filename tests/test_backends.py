@@ -201,3 +201,14 @@ def test_auto_choices():
 def test_costs_documented():
     for name in ("math", "sdpa", "chunked", "window"):
         assert "time" in REGISTRY[name].cost and "memory" in REGISTRY[name].cost
+
+
+@pytest.mark.parametrize("backend", ["chunked", "window"])
+def test_two_threads_split_the_work(backend):
+    """With 2 torch threads the blocked kernels split groups over Python threads."""
+    q, k, v = randn(1, 3, 300, 8, seed=1), randn(1, 3, 300, 8, seed=2), randn(1, 3, 300, 8, seed=3)
+    torch.set_num_threads(2)  # the autouse fixture restores it
+    for kw in (dict(window=(20, 5)), dict(window=9, normalize="relu"), dict(causal=True)):
+        if not serves(backend, **kw):
+            continue
+        assert_same(run("math", q, k, v, **kw), run(backend, q, k, v, **kw), what=str(kw))

@@ -22,6 +22,8 @@ out = 0 and a stat that makes every recomputed p zero (lse = +inf, z = c = 1).
 
 from __future__ import annotations
 
+import itertools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -60,8 +62,14 @@ def _count(allowed: Tensor | None, s: Tensor) -> Tensor:
     return allowed.sum(-1, keepdim=True, dtype=s.dtype).expand((*s.shape[:-1], 1))
 
 
-def fold(state: RowState, s: Tensor, allowed: Tensor | None, v: Tensor) -> None:
-    """Fold one tile of scores s (..., R, C) (overwritten) with values v (..., C, e) into state."""
+def fold(
+    state: RowState, s: Tensor, allowed: Tensor | None, v: Tensor, count: Tensor | None = None
+) -> None:
+    """Fold one tile of scores s (..., R, C) (overwritten) with values v (..., C, e) into state.
+
+    ``count`` (..., R, 1), the allowed keys per row, may be given when the caller has already
+    put -inf on the disallowed scores and passes ``allowed=None`` (softmax and relu only).
+    """
     kind = state.kind
     mask_fill(s, allowed, kind)
     if kind == "softmax":
@@ -83,7 +91,7 @@ def fold(state: RowState, s: Tensor, allowed: Tensor | None, v: Tensor) -> None:
         s.relu_()
     pv = mm(s, v)
     row = s.sum(-1, keepdim=True) if kind == "sum" else None
-    c = _count(allowed, s)
+    c = _count(allowed, s) if count is None else count
     if state.acc is None:
         state.acc, state.l, state.count = pv, row, c.clone()
     else:
@@ -91,6 +99,27 @@ def fold(state: RowState, s: Tensor, allowed: Tensor | None, v: Tensor) -> None:
         state.count = state.count + c
         if row is not None:
             state.l.add_(row)
+
+
+def softmax_tile(s: Tensor, v: Tensor, out: Tensor, stat: Tensor | None, maybe_empty: bool):
+    """One tile that holds every key its rows may see: out = softmax(s) v, stat = lse.
+
+    s (..., R, C) has -inf on the disallowed scores. torch's fused softmax does max, exp, sum
+    and divide in one kernel; lse = max_j s - log max_j p costs two cheap reads more, and only
+    when backward needs it. Rows with no key (all -inf) are zeroed when ``maybe_empty``.
+    """
+    p = torch.softmax(s, -1)
+    torch.bmm(p, v, out=out) if p.dim() == 3 else torch.matmul(p, v, out=out)
+    if stat is None and not maybe_empty:
+        return
+    m = s.amax(-1, keepdim=True)
+    if stat is not None:
+        torch.sub(m, torch.log(p.amax(-1, keepdim=True)), out=stat)
+    if maybe_empty:
+        empty = torch.isneginf(m)
+        out.masked_fill_(empty, 0.0)
+        if stat is not None:
+            stat.masked_fill_(empty, float("inf"))
 
 
 def finish(state: RowState, out: Tensor, stat: Tensor) -> None:
@@ -193,6 +222,41 @@ def run(engine, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -> Tensor:
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (q, k, v, bias)
     )
+    engine.need_stat = needs_grad
     if not needs_grad:
         return engine.forward(q, k, v, bias)[0]
     return BlockedAttention.apply(engine, q, k, v, bias)
+
+
+def workers() -> int:
+    """How many Python threads the blocked kernels split their groups over (torch's setting)."""
+    return max(1, torch.get_num_threads())
+
+
+def parallel(fn, parts: list) -> list:
+    """Run ``fn(part)`` for each part on its own thread, each op single-threaded inside.
+
+    Many small batched ops inside torch's own thread pool pay one barrier per op, and the
+    barriers stall when the cores are shared; coarse parts per thread pay none. torch releases
+    the GIL inside its ops, so the threads run in parallel.
+    """
+    if len(parts) <= 1:
+        return [fn(p) for p in parts]
+
+    def task(part):
+        with torch.no_grad():  # grad mode is per thread; the engines never need autograd
+            return fn(part)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+            return list(pool.map(task, parts))
+    finally:
+        torch.set_num_threads(before)
+
+
+def split(start: int, stop: int, parts: int) -> list[tuple[int, int]]:
+    """[start, stop) cut into ``parts`` contiguous near-equal ranges (empty ones dropped)."""
+    bounds = [start + (stop - start) * i // parts for i in range(parts + 1)]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]

@@ -38,11 +38,12 @@ class ChunkedPlan:
         self.k_block = k_block or max(256, min(self.nk, TILE_BYTES // per_key))
         self.mask = None if call.mask is None else _as4d(call.mask)
         self.device = call.q.device
+        self.need_stat = True
 
-    def tiles(self):
-        """(i0, i1, [(j0, j1, band_mask | None), ...]) over the blocks that meet the band."""
+    def tiles(self, start: int, stop: int):
+        """(i0, i1, [(j0, j1, band_mask | None), ...]) for query rows start ... stop - 1."""
         left, right = self.left, self.right
-        for i0 in range(0, self.nq, self.q_block):
+        for i0 in range(start, stop, self.q_block):
             i1 = min(self.nq, i0 + self.q_block)
             keys = []
             for j0 in range(0, self.nk, self.k_block):
@@ -77,40 +78,73 @@ class ChunkedPlan:
             allowed = blk_and(allowed, ~torch.isneginf(bias_t))
         return s, allowed
 
+    def parts(self, n_parts: int) -> list[tuple[int, int]]:
+        """Query rows cut at block boundaries into ``n_parts`` ranges, one per thread."""
+        blocks = blk.split(0, -(-self.nq // self.q_block), n_parts)
+        return [(a * self.q_block, min(self.nq, b * self.q_block)) for a, b in blocks]
+
     def forward(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None):
         qs = q * self.scale
         out = q.new_zeros((*q.shape[:-1], v.shape[-1]))
         stat = q.new_full((*q.shape[:-1], 1), blk.empty_stat(self.kind))
-        for i0, i1, keys in self.tiles():
-            state = blk.RowState(self.kind)
-            for j0, j1, band in keys:
-                s, allowed = self.scores(qs, k, bias, i0, i1, j0, j1, band)
-                blk.fold(state, s, allowed, v[:, :, j0:j1])
-            if state.acc is None:  # no key block meets the band: zeros
-                continue
-            if self.kind == "sum":
-                blk.check_sum(state.l, state.count)
-            blk.finish(state, out[:, :, i0:i1], stat[:, :, i0:i1])
+
+        def part(rows: tuple[int, int]) -> None:  # query blocks write disjoint rows
+            for i0, i1, keys in self.tiles(*rows):
+                if self.kind == "softmax" and len(keys) == 1:  # whole rows in one tile
+                    j0, j1, band = keys[0]
+                    s, allowed = self.scores(qs, k, bias, i0, i1, j0, j1, band)
+                    blk.mask_fill(s, allowed, "softmax")
+                    st = stat[:, :, i0:i1] if self.need_stat else None
+                    o = out[:, :, i0:i1]
+                    blk.softmax_tile(s, v[:, :, j0:j1], o, st, allowed is not None)
+                    continue
+                state = blk.RowState(self.kind)
+                for j0, j1, band in keys:
+                    s, allowed = self.scores(qs, k, bias, i0, i1, j0, j1, band)
+                    blk.fold(state, s, allowed, v[:, :, j0:j1])
+                if state.acc is None:  # no key block meets the band: zeros
+                    continue
+                if self.kind == "sum":
+                    blk.check_sum(state.l, state.count)
+                blk.finish(state, out[:, :, i0:i1], stat[:, :, i0:i1])
+
+        blk.parallel(part, self.parts(blk.workers()))
         return out, stat
 
     def backward(self, q, k, v, bias, out, stat, dout, need_bias):
         qs = q * self.scale
         delta = (dout * out).sum(-1, keepdim=True)
-        dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+        dq = torch.zeros_like(q)
         dbias = torch.zeros_like(bias) if need_bias else None
-        for i0, i1, keys in self.tiles():
-            do = dout[:, :, i0:i1]
-            for j0, j1, band in keys:
-                s, allowed = self.scores(qs, k, bias, i0, i1, j0, j1, band)
-                p, ds = blk.tile_grads(
-                    self.kind, s, allowed, stat[:, :, i0:i1], delta[:, :, i0:i1], do, v[:, :, j0:j1]
-                )
-                dv[:, :, j0:j1] += p.transpose(-1, -2) @ do
-                dk[:, :, j0:j1] += ds.transpose(-1, -2) @ qs[:, :, i0:i1]
-                dq[:, :, i0:i1] += ds @ k[:, :, j0:j1]
-                if dbias is not None:
-                    target = _slice(dbias, i0, i1, j0, j1)
-                    target += blk.reduce_to(ds, target.shape)
+
+        def part(rows: tuple[int, int]) -> tuple[Tensor, Tensor]:
+            dk, dv = torch.zeros_like(k), torch.zeros_like(v)  # per thread: keys overlap
+            for i0, i1, keys in self.tiles(*rows):
+                do = dout[:, :, i0:i1]
+                for j0, j1, band in keys:
+                    s, allowed = self.scores(qs, k, bias, i0, i1, j0, j1, band)
+                    p, ds = blk.tile_grads(
+                        self.kind,
+                        s,
+                        allowed,
+                        stat[:, :, i0:i1],
+                        delta[:, :, i0:i1],
+                        do,
+                        v[:, :, j0:j1],
+                    )
+                    dv[:, :, j0:j1] += p.transpose(-1, -2) @ do
+                    dk[:, :, j0:j1] += ds.transpose(-1, -2) @ qs[:, :, i0:i1]
+                    dq[:, :, i0:i1] += ds @ k[:, :, j0:j1]
+                    if dbias is not None:
+                        target = _slice(dbias, i0, i1, j0, j1)
+                        target += blk.reduce_to(ds, target.shape)
+            return dk, dv
+
+        results = blk.parallel(part, self.parts(1 if need_bias else blk.workers()))
+        dk, dv = results[0]
+        for dk_w, dv_w in results[1:]:
+            dk += dk_w
+            dv += dv_w
         return dq.mul_(self.scale), dk, dv, dbias
 
 

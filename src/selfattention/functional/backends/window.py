@@ -85,6 +85,16 @@ class WindowPlan:
         self.valid = (kpos >= 0) & (kpos < self.nk_used)  # (nb, span)
         self.edge = (~self.valid.all(-1)).tolist()
         self.rows_valid = (t * B + r.T < self.nq)[..., None]  # (nb, B, 1) real query rows
+        # Without a user mask or bias, the band and the key range go into the matmul as an
+        # additive 0/-inf term (baddbmm, free) instead of a masked_fill pass over the scores.
+        self.additive = call.mask is None and call.bias is None and self.kind != "sum"
+        neg = torch.tensor(float("-inf"), dtype=call.q.dtype, device=dev)
+        zero = torch.zeros((), dtype=call.q.dtype, device=dev)
+        self.add_band = torch.where(self.band, zero, neg)  # (B, span)
+        self.add_valid = torch.where(self.valid, zero, neg)[:, None, :]  # (nb, 1, span)
+        self.count = (self.band & self.valid[:, None, :]).sum(-1, keepdim=True, dtype=call.q.dtype)
+        self.maybe_empty = not self.additive or self.nq > self.nk_used + left
+        self.need_stat = True
         self.mask_tiles = None if call.mask is None else self.tiles(call.mask, False)
         self.group = max(1, min(self.units, TILE_BYTES // (B * self.span * 4)))
 
@@ -150,24 +160,40 @@ class WindowPlan:
         hi = (u // self.nb) % self.h if x.shape[1] != 1 else torch.zeros_like(u)
         return bi, hi, u % self.nb
 
-    def groups(self):
-        for u0 in range(0, self.units, self.group):
-            yield u0, min(self.units, u0 + self.group)
+    def groups(self, start: int, stop: int):
+        for u0 in range(start, stop, self.group):
+            yield u0, min(stop, u0 + self.group)
 
-    def scores(self, qs: Tensor, ks: Tensor, bias: Tensor | None, u0: int, u1: int):
-        """Scores (G, B, span) of blocks u0 ... u1-1 and what they may attend to."""
-        s = torch.bmm(qs[u0:u1], ks.transpose(1, 2))
-        allowed = self.band
+    def edge_rows(self, u0: int, u1: int) -> Tensor | None:
+        """Block-in-head index t of blocks u0 ... u1-1 if any of them meets the key ends."""
         t0, t1 = u0 % self.nb, (u1 - 1) % self.nb
         if u1 - u0 >= self.nb or t1 < t0 or any(self.edge[t0 : t1 + 1]):
-            allowed = allowed & self.valid[torch.arange(u0, u1, device=s.device) % self.nb, None]
+            return torch.arange(u0, u1, device=self.band.device) % self.nb
+        return None
+
+    def scores(self, qs: Tensor, ks: Tensor, bias: Tensor | None, u0: int, u1: int):
+        """Scores (G, B, span) of blocks u0 ... u1-1, what they may attend to, and key counts.
+
+        In the additive case the disallowed scores are already -inf and ``allowed`` is None.
+        """
+        edge = self.edge_rows(u0, u1)
+        if self.additive:
+            add = self.add_band if edge is None else self.add_band + self.add_valid[edge]
+            s = torch.baddbmm(add, qs[u0:u1], ks.transpose(1, 2))
+            count = None
+            if self.kind == "relu":
+                t = torch.arange(u0, u1, device=s.device) % self.nb
+                count = self.count[t]
+            return s, None, count
+        s = torch.bmm(qs[u0:u1], ks.transpose(1, 2))
+        allowed = self.band if edge is None else self.band & self.valid[edge, None]
         if self.mask_tiles is not None:
             allowed = allowed & self.mask_tiles[self.index(u0, u1, self.mask_tiles)]
         if bias is not None:
             bias_g = bias[self.index(u0, u1, bias)]
             s.add_(bias_g)
             allowed = allowed & ~torch.isneginf(bias_g)
-        return s, allowed
+        return s, allowed, None
 
     # -- forward / backward ------------------------------------------------------------------
     def forward(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None):
@@ -175,14 +201,24 @@ class WindowPlan:
         kf, vf = self.flat_keys(k), self.flat_keys(v)
         out = q.new_empty(self.units, self.block, v.shape[-1])
         stat = q.new_empty(self.units, self.block, 1)
-        for u0, u1 in self.groups():
-            s, allowed = self.scores(qs, self.spans(kf, u0, u1), bias, u0, u1)
-            state = blk.RowState(self.kind)
-            blk.fold(state, s, allowed, self.spans(vf, u0, u1))
-            if self.kind == "sum":
-                rows = self.rows_valid[torch.arange(u0, u1, device=q.device) % self.nb]
-                blk.check_sum(state.l, state.count * rows)
-            blk.finish(state, out[u0:u1], stat[u0:u1])
+
+        def part(bounds: tuple[int, int]) -> None:  # blocks write disjoint rows: no race
+            for u0, u1 in self.groups(*bounds):
+                s, allowed, count = self.scores(qs, self.spans(kf, u0, u1), bias, u0, u1)
+                vs = self.spans(vf, u0, u1)
+                if self.kind == "softmax":
+                    blk.mask_fill(s, allowed, "softmax")
+                    st = stat[u0:u1] if self.need_stat else None
+                    blk.softmax_tile(s, vs, out[u0:u1], st, self.maybe_empty)
+                    continue
+                state = blk.RowState(self.kind)
+                blk.fold(state, s, allowed, vs, count)
+                if self.kind == "sum":
+                    rows = self.rows_valid[torch.arange(u0, u1, device=q.device) % self.nb]
+                    blk.check_sum(state.l, state.count * rows)
+                blk.finish(state, out[u0:u1], stat[u0:u1])
+
+        blk.parallel(part, blk.split(0, self.units, blk.workers()))
         return self.unflat_queries(out), self.unflat_queries(stat)
 
     def backward(self, q, k, v, bias, out, stat, dout, need_bias):
@@ -196,19 +232,32 @@ class WindowPlan:
         dq = torch.empty_like(qs)
         dk, dv = torch.zeros_like(kf), torch.zeros_like(vf)
         dbias = torch.zeros(bias.shape, dtype=bias.dtype, device=bias.device) if need_bias else None
-        for u0, u1 in self.groups():
-            G = u1 - u0
-            ks, vs = self.spans(kf, u0, u1), self.spans(vf, u0, u1)
-            s, allowed = self.scores(qs, ks, bias, u0, u1)
-            p, ds = blk.tile_grads(self.kind, s, allowed, st[u0:u1], delta[u0:u1], do[u0:u1], vs)
-            dv_c = torch.bmm(p.transpose(1, 2), do[u0:u1]).view(G, m, B, -1)
-            dk_c = torch.bmm(ds.transpose(1, 2), qs[u0:u1]).view(G, m, B, -1)
-            dq[u0:u1] = torch.bmm(ds, ks)
-            for j in range(m):  # slice j of block u's span is key block u + j
-                dv[u0 + j : u1 + j] += dv_c[:, j]
-                dk[u0 + j : u1 + j] += dk_c[:, j]
-            if dbias is not None:
-                dbias.index_put_(self.index(u0, u1, dbias), ds, accumulate=True)
+
+        def part(bounds: tuple[int, int]) -> None:
+            for u0, u1 in self.groups(*bounds):
+                G = u1 - u0
+                ks, vs = self.spans(kf, u0, u1), self.spans(vf, u0, u1)
+                s, allowed, _ = self.scores(qs, ks, bias, u0, u1)
+                p, ds = blk.tile_grads(
+                    self.kind, s, allowed, st[u0:u1], delta[u0:u1], do[u0:u1], vs
+                )
+                dv_c = torch.bmm(p.transpose(1, 2), do[u0:u1]).view(G, m, B, -1)
+                dk_c = torch.bmm(ds.transpose(1, 2), qs[u0:u1]).view(G, m, B, -1)
+                dq[u0:u1] = torch.bmm(ds, ks)
+                for j in range(m):  # slice j of block u's span is key block u + j
+                    dv[u0 + j : u1 + j] += dv_c[:, j]
+                    dk[u0 + j : u1 + j] += dk_c[:, j]
+                if dbias is not None:
+                    dbias.index_put_(self.index(u0, u1, dbias), ds, accumulate=True)
+
+        # Part i adds into key blocks [start_i, stop_i + m - 1): parts of the same parity never
+        # overlap when each part has at least m blocks, so evens run together, then odds.
+        n_parts = 1 if dbias is not None else 2 * blk.workers()
+        parts = blk.split(0, self.units, n_parts)
+        if any(b - a < m for a, b in parts):
+            parts = [(0, self.units)]
+        blk.parallel(part, parts[0::2])
+        blk.parallel(part, parts[1::2])
         dq = self.unflat_queries(dq).mul(self.scale)
         return dq, self.unflat_keys(dk), self.unflat_keys(dv), dbias
 

@@ -345,7 +345,7 @@ def by_regime(
 # Each method's setting sweeps it from barely smoothed to heavily smoothed.
 MA_WINDOWS = (2, 3, 4, 5, 7, 10, 14, 20, 30, 40)
 EMA_ALPHAS = (0.7, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05)
-ATTENTION_DECAYS = (0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0)
+ATTENTION_DECAYS = (0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0, 35.0, 60.0)
 ATTENTION_TEMPERATURES = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
 

@@ -53,10 +53,10 @@ class TextModelConfig:
 
     task: "tag" (a label per token) or "classify" (a label per sentence).
     vocab_size: word ids; trainable_words: how many of them have a trained vector (<= vocab_size);
-    word_dim: trained word vector width; glove_dim: 0 = no GloVe table.
+    word_dim: trained word vector width (0 = none); glove_dim: 0 = no GloVe table.
     num_chars: 0 = no character CNN; char_dim, char_filters, char_width: its sizes.
     case_dim: 0 = no case feature. positions: "learned" | "sinusoidal" | "rotary".
-    pooling (classify): "mean" | "attention".
+    pooling (classify): "mean" | "max" | "attention".
     """
 
     task: str
@@ -85,13 +85,15 @@ class TextModelConfig:
             raise ValueError(f"task must be 'tag' or 'classify', got {self.task!r}")
         if self.positions not in ("learned", "sinusoidal", "rotary"):
             raise ValueError(f"positions must be learned|sinusoidal|rotary, got {self.positions!r}")
-        if self.pooling not in ("mean", "attention"):
-            raise ValueError(f"pooling must be 'mean' or 'attention', got {self.pooling!r}")
+        if self.pooling not in ("mean", "max", "attention"):
+            raise ValueError(f"pooling must be mean|max|attention, got {self.pooling!r}")
         if not 0 < self.trainable_words <= self.vocab_size:
             raise ValueError(
                 f"trainable_words must be in 1..vocab_size={self.vocab_size}, "
                 f"got {self.trainable_words}"
             )
+        if self.word_dim + self.glove_dim + self.num_chars + self.case_dim == 0:
+            raise ValueError("the model needs an input: word_dim, glove_dim, num_chars or case_dim")
         if self.dim % self.heads:
             raise ValueError(f"dim={self.dim} must be divisible by heads={self.heads}")
 
@@ -118,10 +120,12 @@ class TextModel(nn.Module):
     def __init__(self, config: TextModelConfig) -> None:
         super().__init__()
         c = self.config = config
-        self.words = nn.Embedding(c.trainable_words, c.word_dim, padding_idx=0)
-        nn.init.normal_(self.words.weight, std=0.1)
-        with torch.no_grad():
-            self.words.weight[0].zero_()
+        self.words: nn.Embedding | None = None
+        if c.word_dim:
+            self.words = nn.Embedding(c.trainable_words, c.word_dim, padding_idx=0)
+            nn.init.normal_(self.words.weight, std=0.1)
+            with torch.no_grad():
+                self.words.weight[0].zero_()
         # Frozen GloVe rows for every id: a buffer, so neither optimiser nor weight decay touch it.
         self.register_buffer("glove", torch.zeros(c.vocab_size, c.glove_dim), persistent=True)
         width = c.word_dim + c.glove_dim
@@ -169,7 +173,7 @@ class TextModel(nn.Module):
         if self.training and c.word_dropout > 0:
             drop = (torch.rand(words.shape, device=words.device) < c.word_dropout) & (words > 1)
             ids = ids.masked_fill(drop, UNK_ID)
-        parts = [self.words(ids)]  # (b, n, word_dim)
+        parts = [] if self.words is None else [self.words(ids)]  # (b, n, word_dim)
         if c.glove_dim:
             parts.append(self.glove[words])  # (b, n, glove_dim)
         if c.num_chars:
@@ -204,13 +208,16 @@ class TextModel(nn.Module):
         mask = real[:, None, None, :]  # (b, 1, 1, j): keys that are real tokens
         out = self.encoder(x, mask=mask, return_weights=return_weights)
         h = out.last_hidden_state  # (b, n, d)
-        if self.config.task == "tag":
-            logits = self.head(h)  # (b, n, L)
+        logits = self.head(h if self.config.task == "tag" else self._pool(h, real))
+        return (logits, out.weights) if return_weights else logits  # (b, n, L) | (b, L)
+
+    def _pool(self, h: Tensor, real: Tensor) -> Tensor:
+        """(b, n, d) token vectors -> (b, d), padding left out."""
+        if self.config.pooling == "max":
+            return h.masked_fill(~real[..., None], torch.finfo(h.dtype).min).amax(1)
+        if self.config.pooling == "attention":
+            s = self.pool_score(h).squeeze(-1).masked_fill(~real, torch.finfo(h.dtype).min)
+            w = torch.softmax(s, dim=-1)  # (b, n)
         else:
-            if self.config.pooling == "attention":
-                s = self.pool_score(h).squeeze(-1).masked_fill(~real, torch.finfo(h.dtype).min)
-                w = torch.softmax(s, dim=-1)  # (b, n)
-            else:
-                w = real.to(h.dtype) / real.sum(-1, keepdim=True).clamp_min(1)
-            logits = self.head(torch.einsum("bn,bnd->bd", w, h))  # (b, L)
-        return (logits, out.weights) if return_weights else logits
+            w = real.to(h.dtype) / real.sum(-1, keepdim=True).clamp_min(1)
+        return torch.einsum("bn,bnd->bd", w, h)

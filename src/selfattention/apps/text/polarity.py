@@ -46,11 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--patience", type=int, help="default 6, or 2 with --pretrained")
     g.add_argument("--batch-size", type=int, default=32)
     g.add_argument("--lr", type=float, help="default 1e-3, or 4e-5 with --pretrained")
+    g.add_argument("--word-dim", type=int, default=32, help="trained word vectors (0 = none)")
     g.add_argument("--dim", type=int, default=64)
     g.add_argument("--layers", type=int, default=1)
     g.add_argument("--heads", type=int, default=4)
     g.add_argument("--dropout", type=float, default=0.3)
-    g.add_argument("--pooling", choices=("mean", "attention"), default="attention")
+    g.add_argument("--pooling", choices=("mean", "max", "attention"), default="attention")
     g.add_argument("--positions", choices=("learned", "sinusoidal", "rotary"), default="rotary")
     g.add_argument("--no-glove", dest="glove", action="store_false", help="no GloVe vectors")
     g.add_argument("--glove-words", type=int, default=50000, help="extra GloVe words kept")
@@ -195,7 +196,7 @@ def _build(args: argparse.Namespace, train: list) -> tuple[TextModel, dict, int]
         num_labels=2,
         vocab_size=len(words),
         trainable_words=2 + len(trainable),
-        word_dim=32,
+        word_dim=args.word_dim,
         glove_dim=glove.dim if glove is not None else 0,
         dim=args.dim,
         heads=args.heads,
@@ -211,6 +212,10 @@ def _build(args: argparse.Namespace, train: list) -> tuple[TextModel, dict, int]
     if glove is not None:
         table, found = common.glove_table(words, glove)
         model.set_glove(table)
+        if model.words is not None and cfg.word_dim == glove.dim:
+            # Trained vectors start from GloVe too: fine-tuned copies beside the frozen originals.
+            with torch.no_grad():
+                model.words.weight[2:] = table[2 : cfg.trainable_words]
     config = {
         "task": "polarity",
         "pretrained": False,

@@ -385,7 +385,9 @@ def markdown_table(rows: list[dict]) -> str:
             elif "error" in r:
                 cells.append("failed")
             else:
-                cells.append(f"{r['time_s'] * 1000:.1f} ms / {r['peak_extra_mib']:.0f} MiB")
+                t = r["time_s"]
+                took = f"{t * 1000:.1f} ms" if t < 1 else f"{t:.2f} s"
+                cells.append(f"{took} / {r['peak_extra_mib']:.0f} MiB")
         secs = n / 100
         audio = f"{secs:.0f} s" if secs < 60 else f"{secs / 60:g} min"
         lines.append(f"| {audio} | {n:,} | " + " | ".join(cells) + " |")

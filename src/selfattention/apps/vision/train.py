@@ -30,7 +30,7 @@ DEFAULTS: dict[str, dict] = {
         dev_size=5000, shift=0, flip=False, time_limit=14 * 60,
     ),
     "digits": dict(
-        patch_size=2, dim=64, depth=4, heads=4, epochs=40, batch_size=64, lr=2e-3,
+        patch_size=2, dim=64, depth=4, heads=4, epochs=60, batch_size=64, lr=2e-3,
         dev_size=144, shift=1, flip=False, time_limit=None,
     ),
 }  # fmt: skip

@@ -49,7 +49,12 @@ def _add(parser: argparse.ArgumentParser, mode: str) -> None:
             help=f"checkpoint directory (default: results/{task})",
         )
         p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-        p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+        p.add_argument(
+            "--threads",
+            type=int,
+            default=2,
+            help="torch threads (default: 2, or the task's choice)",
+        )
         p.add_argument(
             "--no-progress", dest="progress", action="store_false", help="no progress bar"
         )
@@ -92,7 +97,8 @@ def _run(args: argparse.Namespace) -> int:
     from selfattention.apps.datasets import DataUnavailable
     from selfattention.apps.training import CheckpointError
 
-    torch.set_num_threads(max(1, args.threads))
+    if args.threads is not None:  # None: the task picks (by model size)
+        torch.set_num_threads(max(1, args.threads))
     module = importlib.import_module(module_name)
     try:
         result = getattr(module, args.mode)(args)

@@ -57,6 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--glove-words", type=int, default=50000, help="extra GloVe words kept")
     g.add_argument("--glove-path", type=Path, help="GloVe folder or text file (default: packaged)")
     g.add_argument("--time-limit", type=float, default=540.0, help="stop after S seconds (540)")
+    # The small encoder gains nothing from a second intra-op thread (and on a shared machine it
+    # stalls the first); the 22M-parameter MiniLM uses two. See _threads.
+    parser.set_defaults(threads=None)
+
+
+def _threads(args: argparse.Namespace, pretrained: bool) -> None:
+    if args.threads is None:
+        torch.set_num_threads(2 if pretrained else 1)
 
 
 def _load(args: argparse.Namespace) -> dict[str, list[tuple[list[str], int]]]:
@@ -272,6 +280,7 @@ def _accuracy(model: nn.Module, batches: list) -> float:
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
+    _threads(args, args.pretrained)
     set_seed(args.seed)
     parts = _load(args)
     t0 = common.timer()
@@ -310,9 +319,11 @@ def _metrics(
     }
 
 
-def _load_model(checkpoint: Path) -> tuple[nn.Module, dict, Any]:
+def _load_model(args: argparse.Namespace) -> tuple[nn.Module, dict, Any]:
     """The model, its config and a function tokens-list -> batch inputs."""
+    checkpoint = args.checkpoint
     state, config = load_checkpoint(checkpoint)
+    _threads(args, bool(config.get("pretrained")))
     if config.get("task") != "polarity":
         raise ValueError(f"{checkpoint} holds a {config.get('task')!r} model, not polarity")
     if config.get("pretrained"):
@@ -336,7 +347,7 @@ def _load_model(checkpoint: Path) -> tuple[nn.Module, dict, Any]:
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    model, config, to_batches = _load_model(args.checkpoint)
+    model, config, to_batches = _load_model(args)
     parts = _load(args)
     metrics = _metrics(model, to_batches(parts["test"]), parts, config, args.glove_path)
     write_metrics(Path(args.checkpoint) / "test_metrics.json", metrics)
@@ -345,7 +356,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 @torch.no_grad()
 def predict(args: argparse.Namespace) -> int:
-    model, _, to_batches = _load_model(args.checkpoint)
+    model, _, to_batches = _load_model(args)
     lines = common.read_inputs(args)
     part = [(corpus.tokenize(line.lower()), 0) for line in lines]
     part = [(t or ["."], y) for t, y in part]

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--limit", type=int, help="use only the first N sentences")
     g.add_argument("--epochs", type=int, default=20)
     g.add_argument("--patience", type=int, default=3, help="epochs without dev gain (3)")
-    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--lr", type=float, default=2e-3)
     g.add_argument("--dim", type=int, default=128)
     g.add_argument("--layers", type=int, default=2)
@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--glove-path", type=Path, help="GloVe folder or text file (default: packaged)")
     g.add_argument("--no-chars", dest="chars", action="store_false", help="no character CNN")
     g.add_argument("--time-limit", type=float, default=540.0, help="stop after S seconds (540)")
+    # A 1M-parameter model on batches of ~1,300 tokens: a second intra-op thread mostly waits
+    # (and on a shared machine it stalls the first), so one thread is the default.
+    parser.set_defaults(threads=1)
 
 
 def _load(args: argparse.Namespace) -> dict[str, list]:

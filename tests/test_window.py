@@ -73,3 +73,23 @@ def test_auto_takes_window_and_explains():
     assert d.chosen == "window"
     d = sa.explain_dispatch(q, q, q, causal=True)
     assert "bounded on both sides" in d.refused.get("window", "bounded on both sides")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_direct_layout_many_groups(threads, monkeypatch):
+    """n a multiple of the block: spans read the inputs in place, edges from padded buffers."""
+    monkeypatch.setattr(window, "TILE_BYTES", 4096)
+    torch.set_num_threads(threads)  # the autouse fixture restores it
+    n = 256
+    q, k, v = randn(2, 3, n, 8, seed=1), randn(2, 3, n, 8, seed=2), randn(2, 3, n, 8, seed=3)
+    call = sa.functional.call.make_call(
+        q, k, v, mask=None, bias=None, causal=False, window=(20, 5), scale=None,
+        normalize="softmax", dropout_p=0.0, return_weights=False,
+    )  # fmt: skip
+    assert window.WindowPlan(call).direct
+    for kw in (
+        dict(window=(20, 5)),
+        dict(window=(20, 5), normalize="relu"),
+        dict(window=(3, 40), mask=rand_mask(2, 1, 1, n, seed=4)),
+    ):
+        assert_same(run("math", q, k, v, **kw), run("window", q, k, v, **kw), what=str(kw))

@@ -16,6 +16,7 @@ backward recomputes the tiles (no stored weights) and adds each span's dK, dV ba
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -44,19 +45,26 @@ def pad_axis(x: Tensor, axis: int, before: int, after: int, fill) -> Tensor:
 
 
 def choose_block(left: int, right: int) -> int:
-    """Query block size: about the window's reach, a power of two in 16 ... 128."""
-    reach = max(left, right, 1)
-    return int(min(128, max(16, 2 ** math.floor(math.log2(reach)))))
+    """Query block size B: about an eighth of the window, a power of two in 16 ... 64.
+
+    Smaller blocks waste fewer scores (a block computes left + right + 2B keys per query for
+    the left + right + 1 it needs) but make smaller matmuls.
+    """
+    reach = max(left + right, 1)
+    return int(min(64, max(16, 2 ** math.floor(math.log2(max(reach / 8, 1))))))
 
 
 class WindowPlan:
     """Everything but the tensors with gradients: band, blocks, masks, normalisation.
 
     Layout: the (b, h) heads are laid end to end, each over ``nb`` blocks of B rows, so that
-    block u of the flat sequence always has its key span at rows u·B ... u·B + span - 1 of one
-    flat key buffer. The spans of many blocks, across heads, are then a single strided view
-    (U, span, d) that ``torch.bmm`` reads in place. A head's last spans run into the next
-    head's padding; those keys are outside 0 ... n_k - 1 and masked.
+    block u of the flat sequence (U = b·h·nb blocks) has its key span at rows
+    u·B - front ... u·B - front + span - 1 of the flat keys. The spans of many blocks, across
+    heads, are then one strided view (G, span, d) that ``torch.bmm`` reads in place. A head's
+    first and last spans run into its neighbour heads; those keys are outside 0 ... n_k - 1
+    and masked. When n_q = n_k is a multiple of B, the inputs themselves are that flat layout
+    ("direct": no copies; only the very first and last spans read from small padded buffers);
+    otherwise q, k, v are copied once into padded flat buffers.
     """
 
     def __init__(self, call: AttentionCall, block: int | None = None):
@@ -76,6 +84,13 @@ class WindowPlan:
         self.nk_used = min(self.nk, (nqb + self.m - 1) * B - self.front)  # keys any span reaches
         self.nb = max(nqb, -(-(self.front + self.nk_used) // B))  # blocks per head
         self.units = self.b * self.h * self.nb
+        # Direct layout: blocks [e0, U - e1) read their spans straight from the inputs.
+        self.e0, self.e1 = -self.lo, self.m + self.lo
+        direct_units = self.b * self.h * nqb
+        self.direct = self.nq == self.nk and self.nq % B == 0 and direct_units > self.e0 + self.e1
+        if self.direct:
+            self.nb = nqb
+            self.units = self.b * self.h * self.nb
         r = torch.arange(B, device=dev)[:, None]
         c = torch.arange(self.span, device=dev)[None, :]
         diff = self.lo * B + c - r  # key - query inside every span
@@ -88,15 +103,18 @@ class WindowPlan:
         # Without a user mask or bias, the band and the key range go into the matmul as an
         # additive 0/-inf term (baddbmm, free) instead of a masked_fill pass over the scores.
         self.additive = call.mask is None and call.bias is None and self.kind != "sum"
-        neg = torch.tensor(float("-inf"), dtype=call.q.dtype, device=dev)
-        zero = torch.zeros((), dtype=call.q.dtype, device=dev)
+        dtype = blk.compute_dtype(call.q.dtype)
+        neg = torch.tensor(float("-inf"), dtype=dtype, device=dev)
+        zero = torch.zeros((), dtype=dtype, device=dev)
+        self.zero = zero
         self.add_band = torch.where(self.band, zero, neg)  # (B, span)
         self.add_valid = torch.where(self.valid, zero, neg)[:, None, :]  # (nb, 1, span)
-        self.count = (self.band & self.valid[:, None, :]).sum(-1, keepdim=True, dtype=call.q.dtype)
+        allowed_count = self.band & self.valid[:, None, :]
+        self.count = allowed_count.sum(-1, keepdim=True, dtype=dtype)  # (nb, B, 1)
         self.maybe_empty = not self.additive or self.nq > self.nk_used + left
-        self.need_stat = True
         self.mask_tiles = None if call.mask is None else self.tiles(call.mask, False)
         self.group = max(1, min(self.units, TILE_BYTES // (B * self.span * 4)))
+        self.need_stat = True
 
     # -- layout ------------------------------------------------------------------------------
     def tiles(self, x: Tensor, fill) -> Tensor:
@@ -113,45 +131,62 @@ class WindowPlan:
         size = (x.shape[0], x.shape[1], self.nb, B, self.span)
         return x.as_strided(size, (s0, s1, B * (sr + sc), sr, sc), x.storage_offset())
 
-    def flat_keys(self, k: Tensor) -> Tensor:
-        """(b, h, n_k, d) -> flat (U + m - 1, block, d): head regions of nb·block rows."""
-        B = self.block
-        flat = k.new_empty((self.units + self.m - 1) * B, k.shape[-1])
-        flat[self.units * B :] = 0
-        heads = flat[: self.units * B].view(self.b, self.h, self.nb * B, -1)
-        end = self.front + self.nk_used
-        heads[:, :, : self.front] = 0
-        heads[:, :, end:] = 0
-        heads[:, :, self.front : end] = k[:, :, : self.nk_used]
-        return flat.view(-1, B, k.shape[-1])
+    def key_source(self, k: Tensor) -> list[tuple[int, int, Tensor, int]]:
+        """Buffers the spans are read from: [(u_start, u_stop, buffer (rows, d), row of u_start)].
+
+        Block u's span is buffer rows row0 + (u - u_start)·B ... + span - 1.
+        """
+        B, U, d = self.block, self.units, k.shape[-1]
+        if not self.direct:
+            flat = k.new_zeros((U + self.m - 1) * B, d)
+            heads = flat[: U * B].view(self.b, self.h, self.nb * B, d)
+            heads[:, :, self.front : self.front + self.nk_used] = k[:, :, : self.nk_used]
+            return [(0, U, flat, 0)]
+        flat = k.contiguous().view(U * B, d)
+        e0, e1 = self.e0, self.e1
+        head = torch.cat(
+            [flat.new_zeros(self.front, d), flat[: (e0 - 1) * B + self.span - self.front]]
+        )
+        tail_rows = flat[(U - e1) * B - self.front :]
+        tail = torch.cat([tail_rows, flat.new_zeros(e1 * B + self.m * B - tail_rows.shape[0], d)])
+        return [
+            (0, e0, head, 0),
+            (e0, U - e1, flat, e0 * B - self.front),
+            (U - e1, U, tail, 0),
+        ]
+
+    def spans(self, source, u0: int, u1: int) -> Tensor:
+        """Key spans of blocks u0 ... u1-1: a strided view (G, span, d), no copy."""
+        for start, stop, buf, row0 in source:
+            if start <= u0 < stop:
+                assert u1 <= stop
+                d = buf.shape[-1]
+                offset = buf.storage_offset() + (row0 + (u0 - start) * self.block) * d
+                return buf.as_strided((u1 - u0, self.span, d), (self.block * d, d, 1), offset)
+        raise AssertionError("block outside the layout")  # pragma: no cover
 
     def unflat_keys(self, flat: Tensor) -> Tensor:
+        """Gradient rows ((U + m - 1)·B, block u's span at u·B ...) -> (b, h, n_k, d)."""
         B = self.block
+        if self.direct:
+            rows = flat.view(-1, flat.shape[-1])[self.front : self.front + self.units * B]
+            return rows.view(self.b, self.h, self.nk, -1)
         heads = flat[: self.units].reshape(self.b, self.h, self.nb * B, -1)
         out = heads[:, :, self.front : self.front + self.nk_used]
         return pad_axis(out, 2, 0, self.nk - self.nk_used, 0.0)
 
-    def flat_queries(self, x: Tensor, fill=0.0, scale: float = 1.0) -> Tensor:
-        """(b, h, n_q, d) -> flat (U, block, d) holding scale·x, ``fill`` in rows past n_q."""
+    def flat_queries(self, x: Tensor, fill=0.0) -> Tensor:
+        """(b, h, n_q, d) -> flat (U, block, d), ``fill`` in rows past n_q."""
+        if self.direct:
+            return x.contiguous().view(self.units, self.block, -1)
         flat = x.new_empty((self.units * self.block, x.shape[-1]))
         heads = flat.view(self.b, self.h, self.nb * self.block, -1)
         heads[:, :, self.nq :] = fill
         heads[:, :, : self.nq] = x
-        if scale != 1.0:
-            heads[:, :, : self.nq] *= scale
         return flat.view(self.units, self.block, -1)
 
     def unflat_queries(self, flat: Tensor) -> Tensor:
         return flat.view(self.b, self.h, self.nb * self.block, -1)[:, :, : self.nq]
-
-    def spans(self, flat: Tensor, u0: int, u1: int) -> Tensor:
-        """Key spans of blocks u0 ... u1-1: a strided view (G, span, d) of ``flat``, no copy."""
-        d = flat.shape[-1]
-        return flat.as_strided(
-            (u1 - u0, self.span, d),
-            (self.block * d, d, 1),
-            flat.storage_offset() + u0 * self.block * d,
-        )
 
     def index(self, u0: int, u1: int, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(b, h, t) indices of blocks u0 ... u1-1 into a (B?, H?, nb, ...) tensor ``x``."""
@@ -161,8 +196,15 @@ class WindowPlan:
         return bi, hi, u % self.nb
 
     def groups(self, start: int, stop: int):
-        for u0 in range(start, stop, self.group):
-            yield u0, min(stop, u0 + self.group)
+        """Groups of at most ``group`` blocks that never straddle two key buffers."""
+        cuts = sorted(
+            {start, stop} | {c for c in (self.e0, self.units - self.e1) if start < c < stop}
+        )
+        if not self.direct:
+            cuts = [start, stop]
+        for a, b in itertools.pairwise(cuts):
+            for u0 in range(a, b, self.group):
+                yield u0, min(b, u0 + self.group)
 
     def edge_rows(self, u0: int, u1: int) -> Tensor | None:
         """Block-in-head index t of blocks u0 ... u1-1 if any of them meets the key ends."""
@@ -172,33 +214,34 @@ class WindowPlan:
         return None
 
     def scores(self, qs: Tensor, ks: Tensor, bias: Tensor | None, u0: int, u1: int):
-        """Scores (G, B, span) of blocks u0 ... u1-1, what they may attend to, and key counts.
+        """Scaled scores (G, B, span) of blocks u0 ... u1-1, what they may attend to, key counts.
 
         In the additive case the disallowed scores are already -inf and ``allowed`` is None.
         """
         edge = self.edge_rows(u0, u1)
+        kt = ks.transpose(1, 2)
         if self.additive:
             add = self.add_band if edge is None else self.add_band + self.add_valid[edge]
-            s = torch.baddbmm(add, qs[u0:u1], ks.transpose(1, 2))
+            s = torch.baddbmm(add, qs[u0:u1], kt, alpha=self.scale)
             count = None
             if self.kind == "relu":
-                t = torch.arange(u0, u1, device=s.device) % self.nb
-                count = self.count[t]
+                count = self.count[torch.arange(u0, u1, device=s.device) % self.nb]
             return s, None, count
-        s = torch.bmm(qs[u0:u1], ks.transpose(1, 2))
         allowed = self.band if edge is None else self.band & self.valid[edge, None]
         if self.mask_tiles is not None:
             allowed = allowed & self.mask_tiles[self.index(u0, u1, self.mask_tiles)]
-        if bias is not None:
+        if bias is None:
+            s = torch.baddbmm(self.zero, qs[u0:u1], kt, beta=0.0, alpha=self.scale)
+        else:
             bias_g = bias[self.index(u0, u1, bias)]
-            s.add_(bias_g)
+            s = torch.baddbmm(bias_g, qs[u0:u1], kt, alpha=self.scale)
             allowed = allowed & ~torch.isneginf(bias_g)
         return s, allowed, None
 
     # -- forward / backward ------------------------------------------------------------------
     def forward(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None):
-        qs = self.flat_queries(q, scale=self.scale)
-        kf, vf = self.flat_keys(k), self.flat_keys(v)
+        qs = self.flat_queries(q)
+        kf, vf = self.key_source(k), self.key_source(v)
         out = q.new_empty(self.units, self.block, v.shape[-1])
         stat = q.new_empty(self.units, self.block, 1)
 
@@ -223,14 +266,16 @@ class WindowPlan:
 
     def backward(self, q, k, v, bias, out, stat, dout, need_bias):
         B, m = self.block, self.m
-        qs = self.flat_queries(q, scale=self.scale)
-        kf, vf = self.flat_keys(k), self.flat_keys(v)
+        qs = self.flat_queries(q)
+        kf, vf = self.key_source(k), self.key_source(v)
         do = self.flat_queries(dout)
         # Rows past the end get a stat that zeroes their recomputed weights.
         st = self.flat_queries(stat, blk.empty_stat(self.kind))
         delta = self.flat_queries((dout * out).sum(-1, keepdim=True))
         dq = torch.empty_like(qs)
-        dk, dv = torch.zeros_like(kf), torch.zeros_like(vf)
+        rows = (self.units + m - 1) * B
+        dk = q.new_zeros(rows, k.shape[-1]).view(-1, B, k.shape[-1])
+        dv = q.new_zeros(rows, v.shape[-1]).view(-1, B, v.shape[-1])
         dbias = torch.zeros(bias.shape, dtype=bias.dtype, device=bias.device) if need_bias else None
 
         def part(bounds: tuple[int, int]) -> None:
@@ -243,10 +288,10 @@ class WindowPlan:
                 )
                 dv_c = torch.bmm(p.transpose(1, 2), do[u0:u1]).view(G, m, B, -1)
                 dk_c = torch.bmm(ds.transpose(1, 2), qs[u0:u1]).view(G, m, B, -1)
-                dq[u0:u1] = torch.bmm(ds, ks)
+                torch.bmm(ds, ks, out=dq[u0:u1])
                 for j in range(m):  # slice j of block u's span is key block u + j
                     dv[u0 + j : u1 + j] += dv_c[:, j]
-                    dk[u0 + j : u1 + j] += dk_c[:, j]
+                    dk[u0 + j : u1 + j].add_(dk_c[:, j], alpha=self.scale)
                 if dbias is not None:
                     dbias.index_put_(self.index(u0, u1, dbias), ds, accumulate=True)
 

@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-glove", dest="glove", action="store_false", help="no GloVe vectors")
     g.add_argument("--glove-words", type=int, default=50000, help="extra GloVe words kept")
     g.add_argument("--glove-path", type=Path, help="GloVe folder or text file (default: packaged)")
-    g.add_argument("--time-limit", type=float, default=540.0, help="stop after S seconds (540)")
+    g.add_argument("--time-limit", type=float, default=480.0, help="stop after S seconds (480)")
     # The small encoder gains nothing from a second intra-op thread (and on a shared machine it
     # stalls the first); the 22M-parameter MiniLM uses two. See _threads.
     parser.set_defaults(threads=None)

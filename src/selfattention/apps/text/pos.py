@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--glove-words", type=int, default=50000, help="extra GloVe words kept")
     g.add_argument("--glove-path", type=Path, help="GloVe folder or text file (default: packaged)")
     g.add_argument("--no-chars", dest="chars", action="store_false", help="no character CNN")
-    g.add_argument("--time-limit", type=float, default=540.0, help="stop after S seconds (540)")
+    g.add_argument("--time-limit", type=float, default=480.0, help="stop after S seconds (480)")
     # A 1M-parameter model on batches of ~1,300 tokens: a second intra-op thread mostly waits
     # (and on a shared machine it stalls the first), so one thread is the default.
     parser.set_defaults(threads=1)

@@ -215,3 +215,20 @@ def test_cli_reports_missing_inputs(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["train"]) == 2
     assert "name a task" in capsys.readouterr().err
+
+
+@pytest.mark.pretrained
+def test_pretrained_classifier_on_minilm():
+    from selfattention.apps.text import polarity
+    from selfattention.pretrained import load_bert
+
+    bert = load_bert()
+    model = polarity.PretrainedClassifier(bert).eval()
+    part = [("a gorgeous , witty film".split(), 1), ("dull".split(), 0)]
+    ((inputs, targets),) = polarity._bert_batches(bert, part, 8, None)
+    assert targets.tolist() == [1, 0]
+    logits, weights = model(**inputs, return_weights=True)
+    assert logits.shape == (2, 2) and len(weights) == bert.config.num_layers
+    # Padding must not change the short sentence's prediction.
+    alone = model(**polarity._bert_batches(bert, part[1:], 8, None)[0][0])
+    torch.testing.assert_close(alone, logits[1:], atol=1e-5, rtol=1e-5)

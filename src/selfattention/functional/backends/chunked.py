@@ -21,7 +21,7 @@ from selfattention.functional.backends.window import common_refusal
 from selfattention.functional.call import AttentionCall
 
 TILE_BYTES = 4 * 2**20  # one tile of scores across (b, h); fits in L2/L3 on a small CPU
-Q_BLOCK = 64
+Q_BLOCK = 128
 
 
 class ChunkedPlan:
@@ -67,16 +67,25 @@ class ChunkedPlan:
                 keys.append((j0, j1, band))
             yield i0, i1, keys
 
-    def scores(self, qs: Tensor, k: Tensor, bias: Tensor | None, i0, i1, j0, j1, band):
-        s = qs[:, :, i0:i1] @ k[:, :, j0:j1].transpose(-1, -2)
+    def scores(self, q: Tensor, k: Tensor, bias: Tensor | None, i0, i1, j0, j1, band):
+        """Scaled scores (b·h, rows, keys) of one tile and what they may attend to (or None)."""
+        qt, kt = q[:, i0:i1], k[:, j0:j1].transpose(1, 2)
         allowed = band
         if self.mask is not None:
-            allowed = blk_and(allowed, _slice(self.mask, i0, i1, j0, j1))
-        if bias is not None:
-            bias_t = _slice(bias, i0, i1, j0, j1)
-            s.add_(bias_t)
+            allowed = blk_and(allowed, self._heads(_slice(self.mask, i0, i1, j0, j1)))
+        if bias is None:
+            s = torch.baddbmm(self.zero, qt, kt, beta=0.0, alpha=self.scale)
+        else:
+            bias_t = self._heads(_slice(bias, i0, i1, j0, j1))
+            s = torch.baddbmm(bias_t, qt, kt, alpha=self.scale)
             allowed = blk_and(allowed, ~torch.isneginf(bias_t))
         return s, allowed
+
+    def _heads(self, x: Tensor) -> Tensor:
+        """(B?, H?, r, c) -> (b·h, r, c), or (r, c) when it is the same for every head."""
+        if x.shape[0] == 1 and x.shape[1] == 1:
+            return x[0, 0]
+        return x.expand(self.b, self.h, -1, -1).reshape(self.b * self.h, *x.shape[2:])
 
     def parts(self, n_parts: int) -> list[tuple[int, int]]:
         """Query rows cut at block boundaries into ``n_parts`` ranges, one per thread."""
@@ -84,60 +93,60 @@ class ChunkedPlan:
         return [(a * self.q_block, min(self.nq, b * self.q_block)) for a, b in blocks]
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None):
-        qs = q * self.scale
-        out = q.new_zeros((*q.shape[:-1], v.shape[-1]))
-        stat = q.new_full((*q.shape[:-1], 1), blk.empty_stat(self.kind))
+        b, h = q.shape[:2]
+        self.b, self.h = b, h
+        self.zero = torch.zeros((), dtype=q.dtype, device=q.device)
+        q3, k3, v3 = (t.reshape(b * h, t.shape[2], t.shape[3]) for t in (q, k, v))
+        out = q.new_zeros(b * h, self.nq, v.shape[-1])
+        stat = q.new_full((b * h, self.nq, 1), blk.empty_stat(self.kind))
 
         def part(rows: tuple[int, int]) -> None:  # query blocks write disjoint rows
             for i0, i1, keys in self.tiles(*rows):
                 if self.kind == "softmax" and len(keys) == 1:  # whole rows in one tile
                     j0, j1, band = keys[0]
-                    s, allowed = self.scores(qs, k, bias, i0, i1, j0, j1, band)
+                    s, allowed = self.scores(q3, k3, bias, i0, i1, j0, j1, band)
                     blk.mask_fill(s, allowed, "softmax")
-                    st = stat[:, :, i0:i1] if self.need_stat else None
-                    o = out[:, :, i0:i1]
-                    blk.softmax_tile(s, v[:, :, j0:j1], o, st, allowed is not None)
+                    st = stat[:, i0:i1] if self.need_stat else None
+                    blk.softmax_tile(s, v3[:, j0:j1], out[:, i0:i1], st, allowed is not None)
                     continue
                 state = blk.RowState(self.kind)
                 for j0, j1, band in keys:
-                    s, allowed = self.scores(qs, k, bias, i0, i1, j0, j1, band)
-                    blk.fold(state, s, allowed, v[:, :, j0:j1])
+                    s, allowed = self.scores(q3, k3, bias, i0, i1, j0, j1, band)
+                    blk.fold(state, s, allowed, v3[:, j0:j1])
                 if state.acc is None:  # no key block meets the band: zeros
                     continue
                 if self.kind == "sum":
                     blk.check_sum(state.l, state.count)
-                blk.finish(state, out[:, :, i0:i1], stat[:, :, i0:i1])
+                blk.finish(state, out[:, i0:i1], stat[:, i0:i1])
 
         blk.parallel(part, self.parts(blk.workers()))
-        return out, stat
+        return out.view(b, h, self.nq, -1), stat.view(b, h, self.nq, 1)
 
     def backward(self, q, k, v, bias, out, stat, dout, need_bias):
-        qs = q * self.scale
-        delta = (dout * out).sum(-1, keepdim=True)
-        dq = torch.zeros_like(q)
+        b, h = q.shape[:2]
+        self.b, self.h = b, h
+        self.zero = torch.zeros((), dtype=q.dtype, device=q.device)
+        q3, k3, v3, do3 = (t.reshape(b * h, t.shape[2], t.shape[3]) for t in (q, k, v, dout))
+        st3 = stat.reshape(b * h, self.nq, 1)
+        delta = (dout * out).sum(-1, keepdim=True).reshape(b * h, self.nq, 1)
+        dq = torch.zeros_like(q3)
         dbias = torch.zeros_like(bias) if need_bias else None
 
         def part(rows: tuple[int, int]) -> tuple[Tensor, Tensor]:
-            dk, dv = torch.zeros_like(k), torch.zeros_like(v)  # per thread: keys overlap
+            dk, dv = torch.zeros_like(k3), torch.zeros_like(v3)  # per thread: keys overlap
             for i0, i1, keys in self.tiles(*rows):
-                do = dout[:, :, i0:i1]
+                do = do3[:, i0:i1]
                 for j0, j1, band in keys:
-                    s, allowed = self.scores(qs, k, bias, i0, i1, j0, j1, band)
+                    s, allowed = self.scores(q3, k3, bias, i0, i1, j0, j1, band)
                     p, ds = blk.tile_grads(
-                        self.kind,
-                        s,
-                        allowed,
-                        stat[:, :, i0:i1],
-                        delta[:, :, i0:i1],
-                        do,
-                        v[:, :, j0:j1],
+                        self.kind, s, allowed, st3[:, i0:i1], delta[:, i0:i1], do, v3[:, j0:j1]
                     )
-                    dv[:, :, j0:j1] += p.transpose(-1, -2) @ do
-                    dk[:, :, j0:j1] += ds.transpose(-1, -2) @ qs[:, :, i0:i1]
-                    dq[:, :, i0:i1] += ds @ k[:, :, j0:j1]
+                    dv[:, j0:j1].baddbmm_(p.transpose(1, 2), do)
+                    dk[:, j0:j1].baddbmm_(ds.transpose(1, 2), q3[:, i0:i1], alpha=self.scale)
+                    dq[:, i0:i1].baddbmm_(ds, k3[:, j0:j1])
                     if dbias is not None:
                         target = _slice(dbias, i0, i1, j0, j1)
-                        target += blk.reduce_to(ds, target.shape)
+                        target += blk.reduce_to(ds.view(b, h, *ds.shape[1:]), target.shape)
             return dk, dv
 
         results = blk.parallel(part, self.parts(1 if need_bias else blk.workers()))
@@ -145,7 +154,13 @@ class ChunkedPlan:
         for dk_w, dv_w in results[1:]:
             dk += dk_w
             dv += dv_w
-        return dq.mul_(self.scale), dk, dv, dbias
+        shape = (b, h, -1)
+        return (
+            dq.mul_(self.scale).view(*shape, q.shape[-1]),
+            dk.view(*shape, k.shape[-1]),
+            dv.view(*shape, v.shape[-1]),
+            dbias,
+        )
 
 
 def blk_and(a: Tensor | None, b: Tensor) -> Tensor:

@@ -26,7 +26,7 @@ from selfattention.functional.backends import Backend, register
 from selfattention.functional.backends import _blocks as blk
 from selfattention.functional.call import AttentionCall
 
-TILE_BYTES = 8 * 2**20  # scores of one group of blocks; a few MiB keeps them in cache
+TILE_BYTES = 2**20  # scores of one group of blocks: small enough to stay in L2
 
 
 def pad_axis(x: Tensor, axis: int, before: int, after: int, fill) -> Tensor:

@@ -52,7 +52,7 @@ def add_viz_image_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path("results") / "viz-image",
         help="output directory (default: results/viz-image)",
     )
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
 
 
 def parse_patch(spec: str | int | None, grid: tuple[int, int]) -> int:
@@ -117,7 +117,7 @@ def run_viz_image(args: argparse.Namespace) -> int:
     from selfattention.apps.vision.data import load_dataset
     from selfattention.apps.vision.train import load_model
 
-    torch.set_num_threads(max(1, getattr(args, "threads", 2)))
+    torch.set_num_threads(max(1, getattr(args, "threads", 1)))
     model, config = load_model(args.checkpoint)
     splits = load_dataset(config["dataset"], root=getattr(args, "data_dir", None))
     grid = model.config.grid

@@ -246,6 +246,10 @@ def test_evaluate_and_predict(trained, fashion_dir, tmp_path, capsys):
         vtrain.predict(_args(ckpt, data_dir=fashion_dir, inputs=[str(bad)], file=None))
     with pytest.raises(ValueError, match="does not exist"):
         vtrain.predict(_args(ckpt, data_dir=fashion_dir, inputs=["nope.png"], file=None))
+    ints = tmp_path / "ints.npy"
+    np.save(ints, np.zeros((28, 28), np.int64))
+    with pytest.raises(ValueError, match=r"expected uint8 \(0\.\.255\) or floats"):
+        vtrain.predict(_args(ckpt, data_dir=fashion_dir, inputs=[str(ints)], file=None))
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"not a png")
     with pytest.raises(ValueError, match="cannot read image file"):
@@ -262,7 +266,7 @@ def test_load_model_rejects_other_checkpoints(tmp_path):
         vtrain.load_model(tmp_path / "pos")
 
 
-def test_viz_image_cli(trained, fashion_dir, tmp_path):
+def test_viz_image_cli(trained, fashion_dir, tmp_path, capsys):
     from selfattention.cli import main
 
     ckpt, _ = trained
@@ -275,8 +279,11 @@ def test_viz_image_cli(trained, fashion_dir, tmp_path):
     html = (out / "report.html").read_text()
     assert "test 7: Sneaker" in html
     argv[argv.index("1,2")] = "9,9"
-    with pytest.raises(ValueError, match="ROW,COL within the 4×4 grid"):
-        main(argv)
+    capsys.readouterr()
+    assert main(argv) == 1
+    assert "ROW,COL within the 4×4 grid" in capsys.readouterr().err
+    assert main(["viz", "image", "-c", str(tmp_path / "absent"), "--out", str(out)]) == 1
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_parse_patch():

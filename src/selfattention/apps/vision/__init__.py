@@ -21,7 +21,17 @@ def add_viz_image_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_viz_image(args: argparse.Namespace) -> int:
-    """``selfattention viz image``: patch attention and rollout over test images."""
+    """``selfattention viz image``: patch attention and rollout over test images.
+
+    Bad input (a missing or foreign checkpoint, an index or patch out of range, missing data)
+    is reported on stderr with exit status 1."""
+    import sys
+
+    from selfattention.apps.datasets import DataUnavailable
     from selfattention.apps.vision.viz_cli import run_viz_image as run
 
-    return run(args)
+    try:
+        return run(args)
+    except (ValueError, TypeError, DataUnavailable) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1

@@ -329,6 +329,10 @@ def read_image(path: str | Path, channels: int, size: tuple[int, int]) -> Tensor
         raise ValueError(f"cannot read image file {path}: {e}") from e
     if array.dtype == np.uint8:
         array = array.astype(np.float32) / 255.0
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(
+            f"image file {path}: expected uint8 (0..255) or floats in [0, 1], got {array.dtype}"
+        )
     return check_images(torch.as_tensor(np.asarray(array, dtype=np.float32)), channels, size,
                         name=f"image {path}")  # fmt: skip
 

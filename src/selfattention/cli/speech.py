@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--backends", nargs="+", default=["math", "sdpa", "window"])
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--head-dim", type=int, default=16)
-    p.add_argument("--threads", type=int, default=2, help="torch threads per run (default: 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run (default: 1)")
     p.add_argument(
         "--budget-gib",
         type=float,

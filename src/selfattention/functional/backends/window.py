@@ -109,8 +109,9 @@ class WindowPlan:
         self.zero = zero
         self.add_band = torch.where(self.band, zero, neg)  # (B, span)
         self.add_valid = torch.where(self.valid, zero, neg)[:, None, :]  # (nb, 1, span)
-        allowed_count = self.band & self.valid[:, None, :]
-        self.count = allowed_count.sum(-1, keepdim=True, dtype=dtype)  # (nb, B, 1)
+        if self.kind == "relu":  # keys allowed per row, (nb, B, 1)
+            allowed = self.band & self.valid[:, None, :]
+            self.count = allowed.sum(-1, keepdim=True, dtype=torch.int32).to(dtype)
         self.maybe_empty = not self.additive or self.nq > self.nk_used + left
         self.mask_tiles = None if call.mask is None else self.tiles(call.mask, False)
         self.group = max(1, min(self.units, TILE_BYTES // (B * self.span * 4)))

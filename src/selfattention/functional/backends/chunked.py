@@ -20,8 +20,8 @@ from selfattention.functional.backends import _blocks as blk
 from selfattention.functional.backends.window import common_refusal
 from selfattention.functional.call import AttentionCall
 
-TILE_BYTES = 4 * 2**20  # one tile of scores across (b, h); fits in L2/L3 on a small CPU
-Q_BLOCK = 128
+TILE_BYTES = 2 * 2**20  # one tile of scores across (b, h): 2 MiB, the L2 of one core
+Q_BLOCK = 256
 
 
 class ChunkedPlan:

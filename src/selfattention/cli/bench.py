@@ -288,7 +288,8 @@ def tables(results: list[dict]) -> str:
             )
             for method, r in cell.items():
                 if "error" in r:
-                    lines.append(f"| {n} | {method} | {r['error']} | | | | | | |")
+                    error = r["error"] if len(r["error"]) < 90 else r["error"][:87] + "..."
+                    lines.append(f"| {n} | {method} | {error} | | | | | | |")
                     continue
                 rate = r["flops"] / r["seconds"] / 1e9
                 ratio = r["seconds"] / ref if ref else None

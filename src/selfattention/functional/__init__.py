@@ -1,7 +1,18 @@
 """Torch attention: masks, normalisations, the backend registry and ``attention`` itself."""
 
-from selfattention.functional import backends, masks, normalize
+from selfattention.functional import backends, masks, neighborhood, normalize
 from selfattention.functional.attention import attention, explain_dispatch
 from selfattention.functional.call import AttentionCall
+from selfattention.functional.neighborhood import neighborhood_attention, neighborhood_mask
 
-__all__ = ["AttentionCall", "attention", "backends", "explain_dispatch", "masks", "normalize"]
+__all__ = [
+    "AttentionCall",
+    "attention",
+    "backends",
+    "explain_dispatch",
+    "masks",
+    "neighborhood",
+    "neighborhood_attention",
+    "neighborhood_mask",
+    "normalize",
+]

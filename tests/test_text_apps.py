@@ -188,6 +188,8 @@ def test_polarity_trains_and_predicts(tmp_path, capsys):
                 "5e-3",
                 "--dropout",
                 "0.1",
+                "--ensemble",
+                "1",
                 "--no-progress",
             ]
         )
@@ -204,6 +206,48 @@ def test_polarity_trains_and_predicts(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("negative\t")
     assert main(["predict", "polarity", "-c", str(ckpt)]) == 1
     assert "nothing to predict" in capsys.readouterr().err
+
+
+def test_polarity_ensemble_round_trip(tmp_path, capsys):
+    from selfattention.apps.text import common
+    from selfattention.apps.text.model import Ensemble
+
+    ckpt = tmp_path / "ens"
+    args = ["--data", str(POLARITY), "--glove-path", str(GLOVE), "--dim", "16", "--heads", "2",
+            "--epochs", "3", "--lr", "5e-3", "--dropout", "0.1", "--no-progress"]  # fmt: skip
+    assert main(["train", "polarity", "-c", str(ckpt), "--ensemble", "3", *args]) == 0
+    metrics = json.loads((ckpt / "metrics.json").read_text())
+    assert metrics["ensemble"] == 3 and [m["seed"] for m in metrics["members"]] == [0, 1, 2]
+    # Member 0 is the single model of the same seed, trained the same way.
+    assert main(["train", "polarity", "-c", str(tmp_path / "one"), "--ensemble", "1", *args]) == 0
+    single = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert metrics["members"][0]["test_accuracy"] == single["test_accuracy"]
+    assert metrics["members"][0]["dev_accuracy"] == single["dev_accuracy"]
+
+    model, config = common.load_model(ckpt)
+    assert isinstance(model, Ensemble) and len(model.members) == 3
+    state = model.state_dict()
+    assert "glove" in state and not any(k.endswith(".glove") for k in state)  # saved once
+    assert all(m.glove is model.glove for m in model.members)
+    # The members differ (other seeds), and the ensemble averages their probabilities.
+    inputs, _ = common.batches([config["encoder"]("a dull film .".split(), 0)], 1, task="classify")[
+        0
+    ]
+    inputs = {"words": inputs["words"]}
+    probs = torch.stack([torch.softmax(m(**inputs), -1) for m in model.members])
+    assert not torch.allclose(probs[0], probs[1])
+    torch.testing.assert_close(torch.softmax(model(**inputs), -1), probs.mean(0))
+
+    # evaluate on the saved ensemble reproduces the numbers measured at the end of training.
+    assert main(["evaluate", "polarity", "-c", str(ckpt), *args[:4]]) == 0
+    again = json.loads((ckpt / "test_metrics.json").read_text())
+    assert again["test_accuracy"] == metrics["test_accuracy"]
+    capsys.readouterr()
+    assert main(["predict", "polarity", "-c", str(ckpt), "the film is dull and boring ."]) == 0
+    label, prob, _ = capsys.readouterr().out.split("\t")
+    assert label in ("negative", "positive") and 0.5 <= float(prob) <= 1.0
+    with pytest.raises(ValueError, match="ensemble size"):
+        Ensemble(model.config, 0)
 
 
 def test_cli_reports_missing_inputs(tmp_path, capsys):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from selfattention.apps.text.model import TextModel, TextModelConfig, case_class
+from selfattention.apps.text.model import Ensemble, TextModel, TextModelConfig, case_class
 from selfattention.apps.text.vocab import Vocab
 from selfattention.apps.training import load_checkpoint
 
@@ -152,13 +152,16 @@ def glove_table(vocab: Vocab, glove: Any) -> tuple[Tensor, int]:
     return torch.from_numpy(table), found
 
 
-def load_model(checkpoint: str | Path) -> tuple[TextModel, dict[str, Any]]:
-    """Rebuild a :class:`TextModel` and its vocabularies from a checkpoint directory."""
+def load_model(checkpoint: str | Path) -> tuple[TextModel | Ensemble, dict[str, Any]]:
+    """Rebuild a :class:`TextModel` (an :class:`Ensemble` of them when the config says
+    ``"ensemble": N``) and its vocabularies from a checkpoint directory."""
     state, config = load_checkpoint(checkpoint)
     for key in ("model", "vocab"):
         if key not in config:
             raise ValueError(f"{Path(checkpoint) / 'config.json'} has no {key!r}: not a text model")
-    model = TextModel(TextModelConfig.from_json(config["model"]))
+    model_config = TextModelConfig.from_json(config["model"])
+    size = config.get("ensemble")
+    model = TextModel(model_config) if size is None else Ensemble(model_config, size)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -2,7 +2,7 @@
 
     word ids ──► [GloVe (frozen)] ⊕ [trained word vector] ⊕ [char-CNN] ⊕ [case] ──► Linear ──►
     + positions ──► TransformerEncoder (multi-head self-attention, padding masked) ──►
-    tagger: Linear per token  |  classifier: mean or attention pooling ──► Linear
+    tagger: Linear per token  |  classifier: mean, max, mean+max or attention pooling ──► Linear
 
 Shapes: b sentences, n tokens, c characters per token, d model width, L labels.
 
@@ -28,7 +28,9 @@ from selfattention.nn import (
     TransformerEncoder,
 )
 
-__all__ = ["CASE_CLASSES", "TextModel", "TextModelConfig", "case_class"]
+__all__ = ["CASE_CLASSES", "Ensemble", "TextModel", "TextModelConfig", "case_class"]
+
+POOLINGS = ("mean", "max", "mean+max", "attention")
 
 CASE_CLASSES = 6  # 0 pad, 1 lower, 2 Capitalised, 3 UPPER, 4 has a digit, 5 other
 UNK_ID = 1
@@ -56,7 +58,7 @@ class TextModelConfig:
     word_dim: trained word vector width (0 = none); glove_dim: 0 = no GloVe table.
     num_chars: 0 = no character CNN; char_dim, char_filters, char_width: its sizes.
     case_dim: 0 = no case feature. positions: "learned" | "sinusoidal" | "rotary".
-    pooling (classify): "mean" | "max" | "attention".
+    pooling (classify): "mean" | "max" | "mean+max" (both, concatenated) | "attention".
     """
 
     task: str
@@ -85,8 +87,8 @@ class TextModelConfig:
             raise ValueError(f"task must be 'tag' or 'classify', got {self.task!r}")
         if self.positions not in ("learned", "sinusoidal", "rotary"):
             raise ValueError(f"positions must be learned|sinusoidal|rotary, got {self.positions!r}")
-        if self.pooling not in ("mean", "max", "attention"):
-            raise ValueError(f"pooling must be mean|max|attention, got {self.pooling!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {'|'.join(POOLINGS)}, got {self.pooling!r}")
         if not 0 < self.trainable_words <= self.vocab_size:
             raise ValueError(
                 f"trainable_words must be in 1..vocab_size={self.vocab_size}, "
@@ -156,7 +158,8 @@ class TextModel(nn.Module):
         )
         if c.task == "classify" and c.pooling == "attention":
             self.pool_score = nn.Linear(c.dim, 1)
-        self.head = nn.Linear(c.dim, c.num_labels)
+        pooled = 2 * c.dim if c.task == "classify" and c.pooling == "mean+max" else c.dim
+        self.head = nn.Linear(pooled, c.num_labels)
 
     def set_glove(self, table: Tensor) -> None:
         """Copy a (vocab_size, glove_dim) table of GloVe rows into the frozen buffer."""
@@ -212,12 +215,87 @@ class TextModel(nn.Module):
         return (logits, out.weights) if return_weights else logits  # (b, n, L) | (b, L)
 
     def _pool(self, h: Tensor, real: Tensor) -> Tensor:
-        """(b, n, d) token vectors -> (b, d), padding left out."""
-        if self.config.pooling == "max":
-            return h.masked_fill(~real[..., None], torch.finfo(h.dtype).min).amax(1)
+        """(b, n, d) token vectors -> (b, d) ((b, 2d) for mean+max), padding left out."""
+        if self.config.pooling in ("max", "mean+max"):
+            top = h.masked_fill(~real[..., None], torch.finfo(h.dtype).min).amax(1)
+            if self.config.pooling == "max":
+                return top
         if self.config.pooling == "attention":
             s = self.pool_score(h).squeeze(-1).masked_fill(~real, torch.finfo(h.dtype).min)
             w = torch.softmax(s, dim=-1)  # (b, n)
         else:
             w = real.to(h.dtype) / real.sum(-1, keepdim=True).clamp_min(1)
-        return torch.einsum("bn,bnd->bd", w, h)
+        pooled = torch.einsum("bn,bnd->bd", w, h)
+        return torch.cat([pooled, top], -1) if self.config.pooling == "mean+max" else pooled
+
+
+class Ensemble(nn.Module):
+    """``size`` sentence classifiers of one config, trained apart (different seeds), that vote by
+    averaging their probabilities:  p(y | x) = (1/N) Σ_k softmax(f_k(x))_y.
+
+    forward(words, chars, case, *, return_weights=False) -> log p, (b, L): log-probabilities,
+    so that ``argmax`` and ``softmax`` treat them like logits (softmax(log p) = p). With
+    ``return_weights`` also the first member's attention weights (a picture shows one model).
+
+    The frozen GloVe table is one buffer shared by every member and saved once: the state dict
+    holds ``glove`` and ``members.<k>.<weights>``.
+    """
+
+    def __init__(self, config: TextModelConfig, size: int) -> None:
+        super().__init__()
+        if config.task != "classify":
+            raise ValueError(f"an Ensemble averages sentence classifiers, got task={config.task!r}")
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"ensemble size must be a positive int, got {size!r}")
+        self.config = config
+        self.members = nn.ModuleList(TextModel(config) for _ in range(size))
+        self.register_buffer("glove", self.members[0].glove, persistent=True)
+        for m in self.members:
+            del m._buffers["glove"]
+            m.register_buffer("glove", self.glove, persistent=False)
+
+    @classmethod
+    def from_models(cls, models: list[TextModel]) -> Ensemble:
+        """An ensemble holding copies of the weights of trained ``models`` (one config, one
+        GloVe table: the first model's)."""
+        if not models:
+            raise ValueError("Ensemble.from_models needs at least one model, got none")
+        config = models[0].config
+        for m in models[1:]:
+            if m.config != config:
+                raise ValueError("Ensemble.from_models: the models' configs differ")
+        ens = cls(config, len(models))
+        ens.set_glove(models[0].glove)
+        for member, model in zip(ens.members, models, strict=True):
+            member.load_state_dict({k: v for k, v in model.state_dict().items() if k != "glove"})
+        return ens
+
+    def set_glove(self, table: Tensor) -> None:
+        """Copy a (vocab_size, glove_dim) table of GloVe rows into the shared frozen buffer."""
+        self.members[0].set_glove(table)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Ensemble:
+        # .to()/.float() replace each buffer on its own: point the members at the new table again.
+        super()._apply(fn, recurse)
+        for m in self.members:
+            m._buffers["glove"] = self.glove
+        return self
+
+    def forward(
+        self,
+        words: Tensor,
+        chars: Tensor | None = None,
+        case: Tensor | None = None,
+        *,
+        return_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, tuple[Tensor, ...]]:
+        weights: tuple[Tensor, ...] = ()
+        probs = []
+        for k, m in enumerate(self.members):
+            if return_weights and k == 0:
+                logits, weights = m(words, chars, case, return_weights=True)
+            else:
+                logits = m(words, chars, case)
+            probs.append(torch.softmax(logits, -1))
+        log_p = torch.stack(probs).mean(0).clamp_min(torch.finfo(probs[0].dtype).tiny).log()
+        return (log_p, weights) if return_weights else log_p

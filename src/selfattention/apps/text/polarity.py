@@ -5,8 +5,10 @@ Data: Pang & Lee's sentence polarity sample (``selfattention data fetch pang-lee
 position (:func:`selfattention.apps.text.corpus.split_indices`; each part is balanced).
 
 Two models:
-* default: a small encoder trained here (frozen GloVe 50-d plus trained word vectors, one or two
-  self-attention layers, attention pooling);
+* default: small encoders trained here (frozen GloVe 50-d plus trained word vectors, one
+  self-attention layer, attention pooling); ``--ensemble N`` trains N of them with seeds SEED,
+  SEED+1, ... and averages their probabilities (one checkpoint; each member's own run is kept
+  under ``CHECKPOINT/members/<k>``, which ``--resume`` continues);
 * ``--pretrained``: the packaged all-MiniLM-L6-v2 encoder (``selfattention.pretrained.load_bert``),
   fine-tuned with a mean-pooling linear head.
 Baseline: the average of the sentence's GloVe vectors fed to logistic regression (C picked on dev).
@@ -29,11 +31,18 @@ import torch
 from torch import Tensor, nn
 
 from selfattention.apps.text import common, corpus
-from selfattention.apps.text.model import TextModel, TextModelConfig
+from selfattention.apps.text.model import POOLINGS, Ensemble, TextModel, TextModelConfig
 from selfattention.apps.text.vocab import Vocab
-from selfattention.apps.training import fit, load_checkpoint, set_seed, write_metrics
+from selfattention.apps.training import (
+    fit,
+    load_checkpoint,
+    save_checkpoint,
+    set_seed,
+    write_metrics,
+)
 
 LABELS = ("negative", "positive")
+ENSEMBLE = 10  # default ensemble size of the encoder trained here
 SAMPLE = "not a bad film , but the ending is far too long and rather dull ."
 
 
@@ -51,7 +60,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--layers", type=int, default=1)
     g.add_argument("--heads", type=int, default=4)
     g.add_argument("--dropout", type=float, default=0.5)
-    g.add_argument("--pooling", choices=("mean", "max", "attention"), default="attention")
+    g.add_argument("--word-dropout", type=float, default=0.3, help="words replaced by <unk>")
+    g.add_argument("--label-smoothing", type=float, default=0.0)
+    g.add_argument("--pooling", choices=POOLINGS, default="attention")
+    g.add_argument(
+        "--ensemble",
+        type=int,
+        help=f"train N models (seeds SEED, SEED+1, ...) that average their probabilities "
+        f"(default {ENSEMBLE}; not with --pretrained)",
+    )
     g.add_argument("--positions", choices=("learned", "sinusoidal", "rotary"), default="rotary")
     g.add_argument("--no-glove", dest="glove", action="store_false", help="no GloVe vectors")
     g.add_argument("--glove-words", type=int, default=50000, help="extra GloVe words kept")
@@ -161,6 +178,8 @@ def _bert_batches(bert: Any, part: list, batch_size: int, seed: int | None) -> l
 def _train_pretrained(args: argparse.Namespace, parts: dict) -> tuple[nn.Module, dict, dict, Any]:
     from selfattention.pretrained import load_bert
 
+    if args.ensemble not in (None, 1):
+        raise ValueError(f"--ensemble {args.ensemble}: ensembles are for the encoder trained here")
     bert = load_bert()
     model = PretrainedClassifier(bert).train()
     # The embedding tables hold half of MiniLM's 22.7M weights; freezing them halves the optimiser's
@@ -221,7 +240,7 @@ def _build(args: argparse.Namespace, train: list) -> tuple[TextModel, dict, int]
         layers=args.layers,
         ff_dim=2 * args.dim,
         dropout=args.dropout,
-        word_dropout=0.1,
+        word_dropout=args.word_dropout,
         positions=args.positions,
         pooling=args.pooling,
     )
@@ -249,30 +268,88 @@ def _encode(encoder: common.Encoder, part: list) -> list[common.Encoded]:
     return [encoder(tokens, y) for tokens, y in part]
 
 
+def member_seed(seed: int, k: int) -> int:
+    """Seed of ensemble member ``k``: member 0 is the single model of ``--seed``."""
+    return seed + k
+
+
 def _train_scratch(args: argparse.Namespace, parts: dict) -> tuple[nn.Module, dict, dict, Any]:
-    model, config, found = _build(args, parts["train"])
-    config["glove_words_found"] = found
-    encoder = common.Encoder(Vocab.from_json(config["vocab"]), None)
-    data = {k: _encode(encoder, v) for k, v in parts.items()}
-    history = fit(
-        model,
-        lambda epoch: common.batches(
-            data["train"], args.batch_size, seed=args.seed * 1000 + epoch, task="classify"
-        ),
-        common.batches(data["dev"], 128, task="classify"),
-        loss_fn=common.cls_loss,
-        metric_fn=common.cls_metric,
-        epochs=args.epochs or 30,
-        lr=args.lr or 1e-3,
-        patience=args.patience or 6,
-        out_dir=args.checkpoint,
-        resume=args.resume,
-        progress=args.progress,
-        config=config,
-        weight_decay=0.05,
-        time_limit=args.time_limit,
-    )
-    return model, config, history, common.batches(data["test"], 128, task="classify")
+    n = ENSEMBLE if args.ensemble is None else args.ensemble
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"--ensemble must be a positive int, got {n!r}")
+    smoothing = args.label_smoothing
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"--label-smoothing must be in [0, 1), got {smoothing!r}")
+
+    def loss(logits: Tensor, targets: Tensor) -> Tensor:
+        return nn.functional.cross_entropy(logits, targets, label_smoothing=smoothing)
+
+    t0 = common.timer()
+    models: list[TextModel] = []
+    runs: list[dict] = []
+    data: dict | None = None
+    dev_batches: list | None = None
+    for k in range(n):
+        # The time limit covers the whole run: each member gets an equal share of what is left.
+        share = (args.time_limit - (common.timer() - t0)) / (n - k)
+        if k > 0 and share <= 0:
+            break
+        seed = member_seed(args.seed, k)
+        set_seed(seed)
+        model, config, found = _build(args, parts["train"])
+        config["glove_words_found"] = found
+        if data is None:  # the vocabulary depends on the training split only: encode once
+            encoder = common.Encoder(Vocab.from_json(config["vocab"]), None)
+            data = {key: _encode(encoder, v) for key, v in parts.items()}
+            dev_batches = common.batches(data["dev"], 128, task="classify")
+        out = Path(args.checkpoint) if n == 1 else Path(args.checkpoint) / "members" / str(k)
+        history = fit(
+            model,
+            lambda epoch, seed=seed, train=data["train"]: common.batches(
+                train, args.batch_size, seed=seed * 1000 + epoch, task="classify"
+            ),
+            dev_batches,
+            loss_fn=loss,
+            metric_fn=common.cls_metric,
+            epochs=args.epochs or 30,
+            lr=args.lr or 1e-3,
+            patience=args.patience or 6,
+            out_dir=out,
+            resume=args.resume and (n == 1 or (out / "last").is_dir()),
+            progress=args.progress,
+            config={**config, "seed": seed},
+            weight_decay=0.05,
+            time_limit=max(share, 1e-3),
+        )
+        models.append(model)
+        runs.append({"seed": seed, **history})
+    test_batches = common.batches(data["test"], 128, task="classify")
+    if n == 1:
+        return models[0], config, runs[0], test_batches
+
+    ensemble = Ensemble.from_models(models)
+    config = {**config, "ensemble": len(models)}
+    save_checkpoint(args.checkpoint, ensemble, config)
+    summary = {
+        "history": runs[0]["history"],
+        "best_dev_accuracy": _accuracy(ensemble, dev_batches),
+        "epochs_run": sum(r["epochs_run"] for r in runs),
+        "best_epoch": [r["best_epoch"] for r in runs],
+        "stopped": [r["stopped"] for r in runs],
+        "members": [
+            {
+                "seed": r["seed"],
+                "dev_accuracy": r["best_dev_accuracy"],
+                "test_accuracy": _accuracy(m, test_batches),
+                "best_epoch": r["best_epoch"],
+                "epochs_run": r["epochs_run"],
+                "stopped": r["stopped"],
+                "seconds": r["seconds"],
+            }
+            for r, m in zip(runs, models, strict=True)
+        ],
+    }
+    return ensemble, config, summary, test_batches
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,6 +386,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "history": history["history"],
         }
     )
+    if "members" in history:
+        metrics["ensemble"] = len(history["members"])
+        metrics["members"] = history["members"]
     write_metrics(Path(args.checkpoint) / "metrics.json", metrics)
     _picture(model, config, Path(args.checkpoint) / "attention.png")
     return {k: v for k, v in metrics.items() if k != "history"}

@@ -205,3 +205,17 @@ def save_attention_picture(
 
 def timer() -> float:
     return time.perf_counter()
+
+
+def run_summary(model: nn.Module, history: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The training facts every task records beside its test metrics."""
+    return {
+        "train_seconds": seconds,
+        "threads": torch.get_num_threads(),
+        "epochs_run": history["epochs_run"],
+        "best_epoch": history["best_epoch"],
+        "stopped": history["stopped"],
+        "dev_accuracy": history["best_dev_accuracy"],
+        "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "history": history["history"],
+    }

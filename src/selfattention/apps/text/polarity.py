@@ -374,18 +374,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     model, config, history, test_batches = runner(args, parts)
     seconds = common.timer() - t0
     metrics = _metrics(model, test_batches, parts, config, args.glove_path)
-    metrics.update(
-        {
-            "train_seconds": seconds,
-            "threads": torch.get_num_threads(),
-            "epochs_run": history["epochs_run"],
-            "best_epoch": history["best_epoch"],
-            "stopped": history["stopped"],
-            "dev_accuracy": history["best_dev_accuracy"],
-            "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "history": history["history"],
-        }
-    )
+    metrics.update(common.run_summary(model, history, seconds))
     if "members" in history:
         metrics["ensemble"] = len(history["members"])
         metrics["members"] = history["members"]

@@ -215,19 +215,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
     seconds = common.timer() - t0
     metrics = _test_metrics(model, config, parts)
-    metrics.update(
-        {
-            "train_seconds": seconds,
-            "threads": torch.get_num_threads(),
-            "epochs_run": history["epochs_run"],
-            "best_epoch": history["best_epoch"],
-            "stopped": history["stopped"],
-            "dev_accuracy": history["best_dev_accuracy"],
-            "glove_words_found": found,
-            "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "history": history["history"],
-        }
-    )
+    metrics.update(common.run_summary(model, history, seconds))
+    metrics["glove_words_found"] = found
     write_metrics(Path(args.checkpoint) / "metrics.json", metrics)
     tokens = corpus.tokenize(SAMPLE)
     common.save_attention_picture(

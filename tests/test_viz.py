@@ -18,7 +18,7 @@ import torch
 
 from selfattention import viz
 from selfattention.cli import main
-from selfattention.viz._inputs import parse_selection, stack_layers
+from selfattention.viz._inputs import as_array, parse_selection, stack_layers
 from selfattention.viz.report import script_json
 
 
@@ -45,6 +45,16 @@ def test_stack_layers_accepts_the_usual_layouts(rng):
     per_layer = tuple(torch.from_numpy(w[k][None]).float() for k in range(3))
     np.testing.assert_allclose(stack_layers(per_layer), w, atol=1e-7)
     np.testing.assert_allclose(stack_layers(torch.from_numpy(w).to(torch.bfloat16)), w, atol=1e-2)
+
+
+def test_as_array_keeps_float64_tensors_exact_and_widens_half(rng):
+    x = rng.standard_normal((3, 4)) / 3.0  # values float32 cannot hold exactly
+    got = as_array(torch.from_numpy(x), "x")
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, x)
+    for dtype in (torch.float16, torch.bfloat16):
+        t = torch.from_numpy(x).to(dtype)
+        np.testing.assert_array_equal(as_array(t, "x"), t.double().numpy())
 
 
 def test_stack_layers_rejects_batches_and_bad_values(rng):

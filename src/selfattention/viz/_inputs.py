@@ -17,7 +17,9 @@ __all__ = ["as_array", "as_labels", "parse_selection", "select", "stack_layers",
 def as_array(x: Any, name: str, *, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
     """A float64 NumPy copy of a tensor/array/nested list, checked for dimensions and finiteness."""
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch here
-        x = x.detach().cpu().float().numpy()
+        # .double(), not .float(): float64 tensors stay exact, half/bfloat16 (which NumPy cannot
+        # hold) widen without loss.
+        x = x.detach().cpu().double().numpy()
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:

@@ -20,7 +20,7 @@ import json
 import numbers
 import re
 from collections.abc import Sequence
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
@@ -242,8 +242,6 @@ def render_html(
     precision: str = "auto",
 ) -> str:
     """The report page as a string (``report`` writes it to a file)."""
-    from selfattention import __version__
-
     records = as_records(sequences)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -274,10 +272,18 @@ def render_html(
         "figures": _figures_html(figures),
         "data": script_json(data),
         "js": js,
-        "version": html.escape(__version__),
+        "version": html.escape(_version()),
     }
     # One pass, so text put into one slot is never scanned for another slot's marker.
     return re.sub(r"\{\{(\w+)\}\}", lambda m: slots[m.group(1)], _asset("report.html"))
+
+
+def _version() -> str:
+    # From the installed metadata, so viz need not import the package (torch, nn) for one string.
+    try:
+        return metadata.version("selfattention")
+    except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
 
 
 def report(

@@ -136,6 +136,24 @@ def test_time_limit_stops_inside_an_epoch(tmp_path, monkeypatch):
         _fit(_model(), tmp_path / "none", 5, time_limit=0.0)
 
 
+def test_fit_with_no_training_batches_says_so(tmp_path):
+    _, dev = _problem()
+    for empty in ([], lambda epoch: []):
+        with pytest.raises(ValueError, match="train_batches yielded no examples"):
+            T.fit(
+                _model(),
+                empty,
+                dev,
+                loss_fn=_loss,
+                metric_fn=_metric,
+                epochs=3,
+                lr=0.01,
+                patience=2,
+                out_dir=tmp_path,
+                progress=False,
+            )
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="epochs"):
         _fit(_model(), tmp_path, 0)

@@ -395,8 +395,13 @@ def fit(
             correct, total = correct + int(c), total + int(t)
             if progress:
                 bar.set_postfix(loss=f"{loss_sum / total:.4f}", acc=f"{correct / total:.4f}")
-        if total == 0:  # the time ran out before this epoch's first batch
-            break
+        if total == 0:
+            if stopped == "time_limit":  # the time ran out before this epoch's first batch
+                break
+            raise ValueError(
+                f"fit: train_batches yielded no examples in epoch {epoch + 1}; expected at least "
+                "one (inputs, targets) batch"
+            )
         dev = evaluate(model, dev_batches, loss_fn=loss_fn, metric_fn=metric_fn)
         row = {
             "epoch": epoch + 1,

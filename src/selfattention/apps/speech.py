@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import resource
 import subprocess
 import sys
 import time
@@ -30,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from selfattention.apps.measure import PeakRSS
 from selfattention.functional import attention
 
 __all__ = [
@@ -207,11 +206,6 @@ def band_weights(
 # time and memory of full vs truncated attention, each measurement in a fresh process
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def measure(
     n_frames: int,
     backend: str,
@@ -227,8 +221,11 @@ def measure(
     The frames (the clips joined, repeated to length; or the (k, 80) array in ``frames_file``,
     repeated) are projected to q, k, v (1, heads, n, head_dim) by a fixed random linear map; only
     ``attention(q, k, v, window=..., backend=...)`` is timed (best of ``repeats``, no grad).
-    Memory is the peak resident set during the calls minus the resident set just before them,
-    so run this in a fresh process (``measure_in_subprocess``) for a clean reading.
+    Memory is what the calls hold at once beyond their inputs: the resident high-water mark is
+    reset after the inputs are built (``measure.PeakRSS``) and read after the calls, so loading
+    and projecting the frames does not count; the output is included. Memory freed earlier in
+    the process can be reused without showing, so ``measure_in_subprocess`` gives the clean
+    reading.
     """
     if frames_file is not None:
         base = torch.from_numpy(np.load(frames_file))
@@ -246,14 +243,15 @@ def measure(
     with torch.no_grad():
         small = q[:, :, :256], k[:, :, :256], v[:, :, :256]
         attention(*small, window=window, backend=backend)  # warm-up: kernels, thread pool
-        before = _rss_bytes()
+        del small
+        memory = PeakRSS()  # from here on: the calls only, q, k, v already resident
         best = math.inf
         for _ in range(repeats):
             t0 = time.perf_counter()
             out = attention(q, k, v, window=window, backend=backend)
             best = min(best, time.perf_counter() - t0)
             del out
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+        extra = memory.extra_bytes()
     return {
         "frames": n_frames,
         "seconds_of_audio": n_frames / 100,
@@ -262,7 +260,7 @@ def measure(
         "heads": heads,
         "head_dim": head_dim,
         "time_s": best,
-        "peak_extra_mib": max(0, peak - before) / 2**20,
+        "peak_extra_mib": extra / 2**20,
         "threads": torch.get_num_threads(),
     }
 

@@ -74,14 +74,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # -- one cell, in a child process ---------------------------------------------------------------
-def _vm(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def _keys_attended(n: int, window: int | None) -> int:
     if window is None:
         return n * n
@@ -172,10 +164,10 @@ def _method(name: str, suite: str, q, k, v):
 def _cell(spec: dict) -> dict:
     import torch
 
+    from selfattention.apps.measure import PeakRSS
+
     torch.set_num_threads(spec["threads"])
-    with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current RSS
-        f.write("5")
-    base = _vm("VmRSS")
+    memory = PeakRSS()  # VmHWM reset to the current RSS, before the inputs are built
     n, h, d, suite, name = spec["n"], spec["heads"], spec["head_dim"], spec["suite"], spec["method"]
     flops = _flops(suite, n, h, d)
     if name == "matmul":  # a plain fp32 matmul of equal FLOPs: the ceiling
@@ -208,7 +200,7 @@ def _cell(spec: dict) -> dict:
         t0 = time.perf_counter()
         out = fn()
         first = time.perf_counter() - t0
-        peak = _vm("VmHWM") - base
+        peak = memory.extra_bytes()
         result = {"peak_mb": peak / 2**20, "compile_s": compile_s}
         if name != "matmul":
             rows = _sample_rows(n)

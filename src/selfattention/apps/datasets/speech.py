@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from selfattention.apps.datasets import Dataset, DataUnavailable, register
-from selfattention.apps.datasets.fashion_mnist import apt_install
+from selfattention.apps.datasets._install import apt_install
 
 POCKETSPHINX_DIR = Path("/usr/share/pocketsphinx/test/data")
 

@@ -145,7 +145,10 @@ def test_pos_learns_context_and_beats_the_baseline(tmp_path, capsys):
     assert metrics["test_accuracy"] > metrics["baseline_accuracy"] + 0.03
     assert (ckpt / "attention.png").read_bytes()[:4] == b"\x89PNG"
     capsys.readouterr()
-    assert main(["evaluate", "pos", "-c", str(ckpt), *POS_SMALL[:4], "--threads", "1"]) == 0
+    with pytest.raises(SystemExit):  # evaluate takes the data options only, not model sizes
+        main(["evaluate", "pos", "-c", str(ckpt), *POS_SMALL[:4]])
+    assert "unrecognized arguments: --glove-path" in capsys.readouterr().err
+    assert main(["evaluate", "pos", "-c", str(ckpt), *POS_SMALL[:2], "--threads", "1"]) == 0
     scored = json.loads(capsys.readouterr().out)
     assert scored["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
     assert main(["predict", "pos", "-c", str(ckpt), "I want to book a car ."]) == 0

@@ -2,7 +2,7 @@
 
 Each task is a module (see :data:`TASKS`) providing
 
-    add_arguments(parser)        # its own options (data path, sizes, epochs, ...)
+    add_arguments(parser, mode)  # its own options for mode (data path; sizes, epochs to train)
     train(args) -> dict          # trains, saves a checkpoint to args.checkpoint, returns metrics
     evaluate(args) -> dict       # loads args.checkpoint, returns test metrics
     predict(args) -> int         # loads args.checkpoint, prints predictions for args.inputs
@@ -49,12 +49,7 @@ def _add(parser: argparse.ArgumentParser, mode: str) -> None:
             help=f"checkpoint directory (default: results/{task})",
         )
         p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-        p.add_argument(
-            "--threads",
-            type=int,
-            default=2,
-            help="torch threads (default: 2, or the task's choice)",
-        )
+        threads = p.add_argument("--threads", type=int, default=2, help="torch threads")
         p.add_argument(
             "--no-progress", dest="progress", action="store_false", help="no progress bar"
         )
@@ -64,7 +59,9 @@ def _add(parser: argparse.ArgumentParser, mode: str) -> None:
             p.add_argument("inputs", nargs="*", metavar="TEXT", help="input(s) to predict")
             p.add_argument("--file", type=Path, help="read inputs from this file, one a line")
         if _find(module):
-            importlib.import_module(module).add_arguments(p)
+            # Each mode gets only its own options: evaluate/predict take no model sizes.
+            importlib.import_module(module).add_arguments(p, mode)
+        threads.help = f"torch threads (default: {p.get_default('threads')})"  # the task's choice
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:

@@ -46,10 +46,20 @@ ENSEMBLE = 10  # default ensemble size of the encoder trained here
 SAMPLE = "not a bad film , but the ending is far too long and rather dull ."
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, mode: str = "train") -> None:
+    """Options for ``mode`` ("train", "evaluate" or "predict"): only training takes model sizes."""
     g = parser.add_argument_group("polarity")
+    # Measured on the shared 2-core machine: a second intra-op thread made MiniLM's training step
+    # 2.8x slower (6.4 s vs 2.3 s: the threads wait for each other), and the small encoder gains
+    # nothing from it; one thread is the default (in every mode).
+    parser.set_defaults(threads=1)
+    if mode == "predict":
+        return
     g.add_argument("--data", type=Path, help="label,text CSV (default: fetch pang-lee-polarity)")
     g.add_argument("--limit", type=int, help="use only N sentences (spread over the file)")
+    g.add_argument("--glove-path", type=Path, help="GloVe folder or text file (default: packaged)")
+    if mode != "train":
+        return
     g.add_argument("--pretrained", action="store_true", help="fine-tune the packaged MiniLM")
     g.add_argument("--epochs", type=int, help="default 30, or 3 with --pretrained")
     g.add_argument("--patience", type=int, help="default 6, or 2 with --pretrained")
@@ -72,12 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--positions", choices=("learned", "sinusoidal", "rotary"), default="rotary")
     g.add_argument("--no-glove", dest="glove", action="store_false", help="no GloVe vectors")
     g.add_argument("--glove-words", type=int, default=50000, help="extra GloVe words kept")
-    g.add_argument("--glove-path", type=Path, help="GloVe folder or text file (default: packaged)")
     g.add_argument("--time-limit", type=float, default=480.0, help="stop after S seconds (480)")
-    # Measured on the shared 2-core machine: a second intra-op thread made MiniLM's training step
-    # 2.8x slower (6.4 s vs 2.3 s: the threads wait for each other), and the small encoder gains
-    # nothing from it; one thread is the default.
-    parser.set_defaults(threads=1)
 
 
 def _load(args: argparse.Namespace) -> dict[str, list[tuple[list[str], int]]]:

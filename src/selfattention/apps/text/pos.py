@@ -28,10 +28,19 @@ from selfattention.apps.training import fit, set_seed, write_metrics
 SAMPLE = "The old man the boats , and the young man sails them ."
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, mode: str = "train") -> None:
+    """Options for ``mode`` ("train", "evaluate" or "predict"): only training takes model sizes."""
     g = parser.add_argument_group("pos")
+    # One thread by default (set first, so that it holds in every mode): a 1M-parameter model on
+    # batches of ~1,300 tokens leaves a second intra-op thread mostly waiting, and on a shared
+    # machine it stalls the first.
+    parser.set_defaults(threads=1)
+    if mode == "predict":
+        return
     g.add_argument("--data", type=Path, help="tagged corpus (default: fetch oanc-pos)")
     g.add_argument("--limit", type=int, help="use only the first N sentences")
+    if mode != "train":
+        return
     g.add_argument("--epochs", type=int, default=20)
     g.add_argument("--patience", type=int, default=3, help="epochs without dev gain (3)")
     g.add_argument("--batch-size", type=int, default=64)
@@ -46,9 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--glove-path", type=Path, help="GloVe folder or text file (default: packaged)")
     g.add_argument("--no-chars", dest="chars", action="store_false", help="no character CNN")
     g.add_argument("--time-limit", type=float, default=480.0, help="stop after S seconds (480)")
-    # A 1M-parameter model on batches of ~1,300 tokens: a second intra-op thread mostly waits
-    # (and on a shared machine it stalls the first), so one thread is the default.
-    parser.set_defaults(threads=1)
 
 
 def _load(args: argparse.Namespace) -> dict[str, list]:

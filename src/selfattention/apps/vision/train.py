@@ -36,8 +36,12 @@ DEFAULTS: dict[str, dict] = {
 }  # fmt: skip
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the images task (train, evaluate and predict share them)."""
+def add_arguments(parser: argparse.ArgumentParser, mode: str = "train") -> None:
+    """Options of the images task for ``mode`` ("train", "evaluate" or "predict"): the data
+    options in every mode, the model and training options only for training."""
+    # One thread by default: with other work on a 2-core machine, two OpenMP threads made the
+    # digits run 5x slower (244 s vs 49 s wall); alone, two threads gain only about 1.5x.
+    parser.set_defaults(threads=1)
     g = parser.add_argument_group("images")
     g.add_argument(
         "--dataset",
@@ -47,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--data-dir", type=Path, help="directory with the Fashion-MNIST idx files")
     g.add_argument("--limit", type=int, help="use only the first N images of each split")
+    if mode != "train":
+        return
     g.add_argument("--patch-size", type=int, help="patch side p in pixels (must divide the image)")
     g.add_argument("--dim", type=int, help="model width (divisible by 4 and by --heads)")
     g.add_argument("--depth", type=int, help="encoder layers")
@@ -72,9 +78,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="do not train the same-size MLP beside it",
     )
-    # One thread by default: with other work on a 2-core machine, two OpenMP threads made the
-    # digits run 5x slower (244 s vs 49 s wall); alone, two threads gain only about 1.5x.
-    parser.set_defaults(threads=1)
 
 
 def _setting(args: argparse.Namespace, name: str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from selfattention.functional import backends as _backends
-from selfattention.functional.call import make_call
+from selfattention.functional.call import check_backend, make_call
 from selfattention.functional.normalize import Normalize
 
 __all__ = ["attention", "explain_dispatch"]
@@ -60,8 +60,7 @@ def attention(
         dropout_p=dropout_p,
         return_weights=return_weights,
     )
-    if not isinstance(backend, str):
-        raise ValueError(f"backend must be a string name, got {backend!r}")
+    check_backend(backend)
     chosen = _backends.choose(call, backend).chosen
     out, weights = _backends.REGISTRY[chosen].forward(call)
     if return_weights:

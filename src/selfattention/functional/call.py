@@ -1,4 +1,8 @@
-"""The one request every backend receives, validated once at the public boundary."""
+"""The one request every backend receives, validated once at the public boundary.
+
+The ``check_*`` validators are public so that the modules in ``selfattention.nn`` reject bad
+options with the same messages as the functions do (argument name, what it got, what it expects).
+"""
 
 from __future__ import annotations
 
@@ -84,6 +88,48 @@ def _check_broadcast(name: str, t: Tensor, target: tuple[int, ...]) -> None:
         )
 
 
+def check_mask(mask, target_shape: tuple[int, ...] | None = None, name: str = "mask") -> Tensor:
+    """A bool mask (True = may attend), broadcastable to ``target_shape`` when one is given."""
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"{name} must be a bool torch.Tensor or None, got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise TypeError(
+            f"{name} must be bool (True = may attend), got dtype {mask.dtype}; "
+            "pass an additive float mask as bias= instead"
+        )
+    if target_shape is not None:
+        _check_broadcast(name, mask, tuple(target_shape))
+    return mask
+
+
+def check_scale(value, name: str = "scale") -> float | None:
+    """A finite int/float, or None (= 1/√d, resolved by the caller)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if value is not None and not (number and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number or None, got {value!r}")
+    return None if value is None else float(value)
+
+
+def check_normalize(value, name: str = "normalize", allow_callable: bool = True):
+    """A name from ``normalize.NORMALIZATIONS``, or (if allowed) a callable (scores, mask) -> W."""
+    if isinstance(value, str) and value in _norm.NORMALIZATIONS:
+        return value
+    if allow_callable and callable(value):
+        return value
+    names = sorted(_norm.NORMALIZATIONS)
+    expected = f"one of {names}" + (" or a callable (scores, mask) -> weights" * allow_callable)
+    raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
+def check_backend(value, choices=None, name: str = "backend") -> str:
+    """A backend name: a string, and "auto" or one of ``choices`` when those are given."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string name, got {value!r}")
+    if choices is not None and value != "auto" and value not in choices:
+        raise ValueError(f"{name} must be 'auto' or one of {sorted(choices)}, got {value!r}")
+    return value
+
+
 def _as_4d(t: Tensor) -> Tensor:
     """A view with leading size-1 axes, so backends can rely on (b|1, h|1, i|1, j|1)."""
     return t.reshape((1,) * (4 - t.ndim) + tuple(t.shape)) if t.ndim < 4 else t
@@ -124,15 +170,7 @@ def make_call(
         )
     target = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
     if mask is not None:
-        if not isinstance(mask, Tensor):
-            raise TypeError(f"mask must be a bool torch.Tensor or None, got {type(mask).__name__}")
-        if mask.dtype != torch.bool:
-            raise TypeError(
-                f"mask must be bool (True = may attend), got dtype {mask.dtype}; "
-                "pass an additive float mask as bias= instead"
-            )
-        _check_broadcast("mask", mask, target)
-        mask = _as_4d(mask)
+        mask = _as_4d(check_mask(mask, target))
     if bias is not None:
         if not isinstance(bias, Tensor) or not bias.dtype.is_floating_point:
             got = bias.dtype if isinstance(bias, Tensor) else type(bias).__name__
@@ -144,17 +182,10 @@ def make_call(
     if not isinstance(causal, bool):
         raise TypeError(f"causal must be a bool, got {causal!r}")
     window_ = _masks.resolve_window(window)
+    scale = check_scale(scale)
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
-    elif isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
-        raise ValueError(f"scale must be a finite number or None, got {scale!r}")
-    if isinstance(normalize, str):
-        _norm.resolve(normalize)  # raises on unknown names
-    elif not callable(normalize):
-        raise ValueError(
-            f"normalize must be one of {sorted(_norm.NORMALIZATIONS)} or a callable, "
-            f"got {normalize!r}"
-        )
+    check_normalize(normalize)
     if not (0.0 <= float(dropout_p) < 1.0):
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p!r}")
     return AttentionCall(

@@ -12,6 +12,12 @@ can only reach the (t + k - 1) × (t + k - 1) patches around it, so each tile is
 batched matmul against those keys. Time O(b·h·n·(t + k - 1)²·d) instead of O(b·h·n²·d), memory
 O(b·h·n·d) plus one group of tiles; exact (equal to the math path with the mask), with the same
 online row statistics and recomputing backward as the ``chunked`` and ``window`` backends.
+
+Dispatch works like the 1-D registry, with two paths: "tiles" (the kernel above) and "math" (dense
+with the mask, the ground truth). ``tiles`` refuses ``return_weights`` and user normalize
+callables; ``backend="auto"`` also passes it over when a k × k neighbourhood covers a quarter of
+the grid or more (the dense matmul is then faster). ``explain_neighborhood_dispatch`` returns the
+choice and every refusal as a ``Dispatch``, as ``explain_dispatch`` does for ``attention``.
 """
 
 from __future__ import annotations
@@ -21,15 +27,25 @@ import math
 import torch
 from torch import Tensor
 
+from selfattention.functional.backends import REGISTRY, Dispatch
 from selfattention.functional.backends import _blocks as blk
-from selfattention.functional.call import make_call
+from selfattention.functional.call import check_backend, make_call
 
-__all__ = ["neighborhood_attention", "neighborhood_mask", "neighborhood_start"]
+__all__ = [
+    "BACKENDS",
+    "check_grid",
+    "choose_neighborhood_backend",
+    "explain_neighborhood_dispatch",
+    "neighborhood_attention",
+    "neighborhood_mask",
+    "neighborhood_start",
+]
 
 TILE_BYTES = 8 * 2**20
 
 
-def _check_grid(grid, kernel_size: int) -> tuple[int, int]:
+def check_grid(grid, kernel_size: int) -> tuple[int, int]:
+    """(H, W) as positive ints with 1 <= kernel_size <= min(H, W); raises ValueError otherwise."""
     if (
         not isinstance(grid, tuple | list)
         or len(grid) != 2
@@ -64,7 +80,7 @@ def _sees(qpos: Tensor, kpos: Tensor, width: int, grid, kernel_size: int) -> Ten
 
 def neighborhood_mask(height: int, width: int, kernel_size: int, *, device=None) -> Tensor:
     """(H·W, H·W) bool mask, True where patch i (row-major) may attend to patch j."""
-    height, width = _check_grid((height, width), kernel_size)
+    height, width = check_grid((height, width), kernel_size)
     pos = torch.arange(height * width, device=device)
     return _sees(pos, pos, width, (height, width), kernel_size)
 
@@ -155,6 +171,94 @@ class NeighborhoodPlan:
         return dq[:, :, :n].mul_(self.scale), dk, dv, None
 
 
+BACKENDS = ("tiles", "math")  # auto tries them in this order; math serves every call
+
+
+def _tiles_refusal(normalize, return_weights: bool) -> str | None:
+    if return_weights:
+        return "tiles never forms the weights (use backend='math' to get them)"
+    if not isinstance(normalize, str):
+        return (
+            "tiles supports normalize 'softmax', 'sum', 'relu' only; a user normalize callable "
+            "needs whole rows (use backend='math')"
+        )
+    return None
+
+
+def _tiles_auto_skip(n: int, kernel_size: int) -> str | None:
+    if kernel_size * kernel_size * 4 >= n:
+        return (
+            f"the {kernel_size}×{kernel_size} neighbourhood covers a quarter or more of the {n} "
+            "patches; the dense math path is faster"
+        )
+    return None
+
+
+def choose_neighborhood_backend(
+    n: int, kernel_size: int, normalize, return_weights: bool, backend: str = "auto"
+) -> Dispatch:
+    """Pick "tiles" or "math" for a grid of n patches; an explicit name that cannot serve raises.
+
+    Same rules as ``backends.choose``: refusals rule a path out, auto-skips only steer "auto".
+    """
+    check_backend(backend, BACKENDS)
+    if backend != "auto":
+        why = _tiles_refusal(normalize, return_weights) if backend == "tiles" else None
+        if why is not None:
+            raise ValueError(f"backend={backend!r} cannot serve this call: {why}")
+        return Dispatch(backend)
+    why = _tiles_refusal(normalize, return_weights) or _tiles_auto_skip(n, kernel_size)
+    return Dispatch("math", {"tiles": why}) if why is not None else Dispatch("tiles")
+
+
+def _check_qk(q: Tensor, k: Tensor, grid: tuple[int, int]) -> int:
+    n = grid[0] * grid[1]
+    if q.ndim != 4 or q.shape[-2] != n or k.ndim != 4 or k.shape[-2] != n:
+        raise ValueError(
+            f"q and k must be (batch, heads, H·W={n}, head_dim) for grid {tuple(grid)}, got "
+            f"{tuple(q.shape)} and {tuple(k.shape)}"
+        )
+    return n
+
+
+def explain_neighborhood_dispatch(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    grid: tuple[int, int],
+    kernel_size: int,
+    *,
+    scale: float | None = None,
+    normalize: str = "softmax",
+    return_weights: bool = False,
+    backend: str = "auto",
+    tile: int | None = None,
+) -> Dispatch:
+    """Which path ``neighborhood_attention`` with these arguments takes, and why tiles was refused.
+
+    ``print(explain_neighborhood_dispatch(q, k, v, (H, W), k))`` gives e.g.
+    ``backend: math`` / ``  not tiles: the 7×7 neighbourhood covers a quarter or more ...``.
+    Validates the arguments as ``neighborhood_attention`` does, without computing anything
+    (``tile`` is accepted so that the same keyword arguments can be passed to both).
+    """
+    n = _check_qk(q, k, check_grid(grid, kernel_size))
+    dispatch = choose_neighborhood_backend(n, kernel_size, normalize, return_weights, backend)
+    make_call(
+        q,
+        k,
+        v,
+        mask=None,
+        bias=None,
+        causal=False,
+        window=None,
+        scale=scale,
+        normalize=normalize,
+        dropout_p=0.0,
+        return_weights=return_weights,
+    )
+    return dispatch
+
+
 def neighborhood_attention(
     q: Tensor,
     k: Tensor,
@@ -177,28 +281,17 @@ def neighborhood_attention(
         grid: (H, W). kernel_size: k (≤ H and ≤ W); neighbourhoods shift inward at the borders.
         scale: default 1/√d. normalize: "softmax" | "sum" | "relu".
         return_weights: also return the (b, h, n, n) weights (takes the math path).
-        backend: "auto" / "tiles" (the kernel that skips work) / "math" (dense with the mask).
+        backend: "auto" / "tiles" (the kernel that skips work) / "math" (dense with the mask);
+            ``explain_neighborhood_dispatch`` says which one auto takes and why.
         tile: query tile side t (default k + 1, at least 4).
 
     Returns:
         O (b, h, H·W, e), or (O, W) with ``return_weights=True``.
     """
-    height, width = _check_grid(grid, kernel_size)
-    n = height * width
-    if q.ndim != 4 or q.shape[-2] != n or k.ndim != 4 or k.shape[-2] != n:
-        raise ValueError(
-            f"q and k must be (batch, heads, H·W={n}, head_dim) for grid {tuple(grid)}, got "
-            f"{tuple(q.shape)} and {tuple(k.shape)}"
-        )
-    if backend not in ("auto", "tiles", "math"):
-        raise ValueError(f"backend must be 'auto', 'tiles' or 'math', got {backend!r}")
-    if return_weights and backend == "tiles":
-        raise ValueError("backend='tiles' never forms the weights; use backend='math'")
-    if not isinstance(normalize, str) and backend == "tiles":
-        raise ValueError("backend='tiles' supports normalize 'softmax', 'sum', 'relu' only")
-    use_math = backend == "math" or return_weights or not isinstance(normalize, str)
-    if backend == "auto" and kernel_size * kernel_size * 4 >= n:  # the neighbourhood is most keys
-        use_math = True
+    height, width = check_grid(grid, kernel_size)
+    n = _check_qk(q, k, (height, width))
+    dispatch = choose_neighborhood_backend(n, kernel_size, normalize, return_weights, backend)
+    use_math = dispatch.chosen == "math"
     mask = neighborhood_mask(height, width, kernel_size, device=q.device) if use_math else None
     call = make_call(
         q,
@@ -214,8 +307,6 @@ def neighborhood_attention(
         return_weights=return_weights,
     )
     if use_math:
-        from selfattention.functional.backends import REGISTRY
-
         out, weights = REGISTRY["math"].forward(call)
         return (out, weights) if return_weights else out
     dtype = blk.compute_dtype(q.dtype)

@@ -3,8 +3,9 @@ was expected."""
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
+
+from selfattention.functional.call import check_mask as _check_mask
 
 
 def check_positive_int(name: str, value) -> int:
@@ -46,13 +47,5 @@ def check_sequence(name: str, x, features: int, feature_name: str = "dim") -> Te
 
 
 def check_mask(name: str, mask) -> Tensor | None:
-    if mask is None:
-        return None
-    if not isinstance(mask, Tensor):
-        raise TypeError(f"{name} must be a bool torch.Tensor or None, got {type(mask).__name__}")
-    if mask.dtype != torch.bool:
-        raise TypeError(
-            f"{name} must be bool with True = may attend, got dtype {mask.dtype}; "
-            "pass an additive float mask as bias= instead"
-        )
-    return mask
+    """None, or a bool mask (True = may attend); the shape is checked where it is known."""
+    return None if mask is None else _check_mask(mask, name=name)

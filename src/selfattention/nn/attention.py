@@ -9,14 +9,13 @@ Legend: b batch, i query positions, j key positions, h heads, d head_dim, e = di
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
 from selfattention.functional import attention
 from selfattention.functional import masks as _masks
 from selfattention.functional import normalize as _norm
+from selfattention.functional.call import check_backend, check_normalize, check_scale
 from selfattention.nn._checks import (
     check_mask,
     check_positive_int,
@@ -105,25 +104,16 @@ class SelfAttention(nn.Module):
                 f"positions was built for head_dim={positions.head_dim}, but this attention has "
                 f"head_dim={self.head_dim}"
             )
-        if isinstance(normalize, str):
-            _norm.resolve(normalize)
-        elif not callable(normalize):
-            raise ValueError(
-                f"normalize must be one of {sorted(_norm.NORMALIZATIONS)} or a callable, "
-                f"got {normalize!r}"
-            )
+        check_normalize(normalize)
         if not isinstance(causal, bool):
             raise TypeError(f"causal must be a bool, got {causal!r}")
-        if not isinstance(backend, str):
-            raise ValueError(f"backend must be a string name, got {backend!r}")
+        check_backend(backend)
         self.window = _masks.resolve_window(window)
         self.causal = causal
         self.normalize = normalize
         self.dropout = check_probability("dropout", dropout)
         self.backend = backend
-        number = isinstance(scale, int | float) and not isinstance(scale, bool)
-        if scale is not None and not (number and math.isfinite(scale)):
-            raise ValueError(f"scale must be a finite number or None, got {scale!r}")
+        check_scale(scale)
         self.scale = scale
         self.positions = positions
         inner = self.heads * self.head_dim

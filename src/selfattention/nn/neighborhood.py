@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from selfattention.functional.neighborhood import _check_grid, neighborhood_attention
+from selfattention.functional.call import check_backend, check_normalize
+from selfattention.functional.neighborhood import BACKENDS, check_grid, neighborhood_attention
 from selfattention.nn.attention import merge_heads, split_heads
 
 __all__ = ["NeighborhoodAttention2D"]
@@ -58,11 +59,9 @@ class NeighborhoodAttention2D(nn.Module):
                     f"heads must divide dim when head_dim is not given: dim={dim}, heads={heads}"
                 )
             head_dim = dim // heads
-        self.grid = _check_grid(tuple(grid) if isinstance(grid, list) else grid, kernel_size)
-        if normalize not in ("softmax", "sum", "relu"):
-            raise ValueError(f"normalize must be 'softmax', 'sum' or 'relu', got {normalize!r}")
-        if backend not in ("auto", "tiles", "math"):
-            raise ValueError(f"backend must be 'auto', 'tiles' or 'math', got {backend!r}")
+        self.grid = check_grid(tuple(grid) if isinstance(grid, list) else grid, kernel_size)
+        check_normalize(normalize, allow_callable=False)
+        check_backend(backend, BACKENDS)
         self.dim, self.heads, self.head_dim = dim, heads, head_dim
         self.kernel_size, self.normalize, self.backend = kernel_size, normalize, backend
         inner = heads * head_dim

@@ -33,13 +33,20 @@ class Backend:
 
 REGISTRY: dict[str, Backend] = {}
 AUTO_ORDER: list[str] = []  # tried in this order by backend="auto"; math is the last resort
+_AUTO_RANK: dict[str, int] = {}
 
 
 def register(backend: Backend, *, auto_rank: int | None = None) -> Backend:
-    """Add a backend; ``auto_rank`` places it in auto's order (lower = tried first)."""
+    """Add a backend; ``auto_rank`` places it in auto's order (lower = tried first).
+
+    The order depends on the ranks only, not on which module is imported first (equal ranks
+    keep registration order).
+    """
     REGISTRY[backend.name] = backend
     if auto_rank is not None and backend.name not in AUTO_ORDER:
-        AUTO_ORDER.insert(min(auto_rank, len(AUTO_ORDER)), backend.name)
+        _AUTO_RANK[backend.name] = auto_rank
+        AUTO_ORDER.append(backend.name)
+        AUTO_ORDER.sort(key=_AUTO_RANK.__getitem__)
     return backend
 
 

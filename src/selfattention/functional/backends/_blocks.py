@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from selfattention.functional.call import AttentionCall
+
 KINDS = ("softmax", "sum", "relu")
 NEG_INF = float("-inf")
 
@@ -260,3 +262,20 @@ def split(start: int, stop: int, parts: int) -> list[tuple[int, int]]:
     """[start, stop) cut into ``parts`` contiguous near-equal ranges (empty ones dropped)."""
     bounds = [start + (stop - start) * i // parts for i in range(parts + 1)]
     return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def common_refusal(call: AttentionCall, name: str) -> str | None:
+    """Reasons shared by the blocked backends."""
+    if call.return_weights:
+        return f"{name} never materialises the weights (use backend='math' to get them)"
+    if not isinstance(call.normalize, str):
+        return (
+            f"{name} folds rows block by block; a user normalize callable needs whole rows "
+            "(use backend='math')"
+        )
+    if call.dropout_p > 0.0:
+        return (
+            f"{name} does not implement dropout on the weights: backward would have to replay "
+            "the same random mask per block (use backend='math' or 'sdpa' for training dropout)"
+        )
+    return None

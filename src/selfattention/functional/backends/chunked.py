@@ -17,7 +17,6 @@ from torch import Tensor
 
 from selfattention.functional.backends import Backend, register
 from selfattention.functional.backends import _blocks as blk
-from selfattention.functional.backends.window import common_refusal
 from selfattention.functional.call import AttentionCall
 
 TILE_BYTES = 2 * 2**20  # one tile of scores across (b, h): 2 MiB, the L2 of one core
@@ -181,7 +180,7 @@ def _slice(x: Tensor, i0: int, i1: int, j0: int, j1: int) -> Tensor:
 
 
 def refuse(call: AttentionCall) -> str | None:
-    return common_refusal(call, "chunked")
+    return blk.common_refusal(call, "chunked")
 
 
 SMALL_WEIGHTS = 32 * 2**20  # bytes of weights below which the materialised path is as fast

@@ -309,7 +309,7 @@ class WindowPlan:
 
 
 def refuse(call: AttentionCall) -> str | None:
-    reason = common_refusal(call, "window")
+    reason = blk.common_refusal(call, "window")
     if reason:
         return reason
     left, right = call.band()
@@ -317,23 +317,6 @@ def refuse(call: AttentionCall) -> str | None:
         return (
             f"needs a window bounded on both sides, got (left, right) = ({left}, {right}) "
             "after causal; use backend='chunked', which skips the blocks outside the band"
-        )
-    return None
-
-
-def common_refusal(call: AttentionCall, name: str) -> str | None:
-    """Reasons shared by the blocked backends."""
-    if call.return_weights:
-        return f"{name} never materialises the weights (use backend='math' to get them)"
-    if not isinstance(call.normalize, str):
-        return (
-            f"{name} folds rows block by block; a user normalize callable needs whole rows "
-            "(use backend='math')"
-        )
-    if call.dropout_p > 0.0:
-        return (
-            f"{name} does not implement dropout on the weights: backward would have to replay "
-            "the same random mask per block (use backend='math' or 'sdpa' for training dropout)"
         )
     return None
 
@@ -369,5 +352,5 @@ register(
             "tiles; forward and backward, softmax/sum/relu, any mask and bias"
         ),
     ),
-    auto_rank=0,
+    auto_rank=1,
 )

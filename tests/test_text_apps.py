@@ -114,7 +114,7 @@ def test_model_shapes_and_padding_do_not_leak():
 
 def test_classifier_pooling_ignores_padding():
     torch.manual_seed(0)
-    for pooling in ("mean", "max", "attention"):
+    for pooling in ("mean", "max", "mean+max", "attention"):
         cfg = TextModelConfig(
             task="classify", num_labels=2, vocab_size=12, trainable_words=12, dim=8, heads=2,
             layers=1, ff_dim=16, dropout=0.0, pooling=pooling,

@@ -12,7 +12,14 @@
 """
 
 from selfattention.nn import EncoderOutput
-from selfattention.pretrained.bert import Bert, BertEmbeddings, Pooling, load_bert, mean_pool
+from selfattention.pretrained.bert import (
+    Bert,
+    BertEmbeddings,
+    Pooling,
+    load_bert,
+    max_pool,
+    mean_pool,
+)
 from selfattention.pretrained.checkpoint import (
     BertConfig,
     CheckpointError,
@@ -34,6 +41,7 @@ __all__ = [
     "default_model_path",
     "load_bert",
     "load_glove",
+    "max_pool",
     "mean_pool",
     "words",
 ]

@@ -33,7 +33,7 @@ from selfattention.pretrained.checkpoint import (
     read_config,
 )
 
-__all__ = ["Bert", "BertEmbeddings", "Pooling", "load_bert", "mean_pool"]
+__all__ = ["Bert", "BertEmbeddings", "Pooling", "load_bert", "max_pool", "mean_pool"]
 
 # config.json hidden_act -> selfattention.nn activation name.
 _ACTIVATIONS = {
@@ -60,6 +60,12 @@ def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     """Mean over real tokens, sum_j m_j h_j / max(sum_j m_j, 1e-9): (b, n, d), (b, n) -> (b, d)."""
     m = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (b, n, 1)
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+def max_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
+    """Elementwise max over real tokens, max_{j: m_j} h_j: (b, n, d), (b, n) -> (b, d)."""
+    filler = torch.finfo(hidden.dtype).min  # padding never wins (and a row of padding gives min)
+    return hidden.masked_fill(~attention_mask.bool()[..., None], filler).amax(1)
 
 
 class BertEmbeddings(nn.Module):
@@ -247,8 +253,7 @@ class Bert(nn.Module):
         elif self.pooling.mode == "cls":
             v = hidden[:, 0]
         else:  # max over real tokens
-            filler = torch.finfo(hidden.dtype).min
-            v = hidden.masked_fill(~attention_mask.bool()[..., None], filler).amax(1)
+            v = max_pool(hidden, attention_mask)
         return nn.functional.normalize(v, dim=-1) if self.pooling.normalize else v
 
 

@@ -27,6 +27,7 @@ from selfattention.nn import (
     SinusoidalPositions,
     TransformerEncoder,
 )
+from selfattention.pretrained.bert import max_pool, mean_pool
 
 __all__ = ["CASE_CLASSES", "Ensemble", "TextModel", "TextModelConfig", "case_class"]
 
@@ -216,17 +217,15 @@ class TextModel(nn.Module):
 
     def _pool(self, h: Tensor, real: Tensor) -> Tensor:
         """(b, n, d) token vectors -> (b, d) ((b, 2d) for mean+max), padding left out."""
-        if self.config.pooling in ("max", "mean+max"):
-            top = h.masked_fill(~real[..., None], torch.finfo(h.dtype).min).amax(1)
-            if self.config.pooling == "max":
-                return top
-        if self.config.pooling == "attention":
+        pooling = self.config.pooling
+        if pooling == "attention":
             s = self.pool_score(h).squeeze(-1).masked_fill(~real, torch.finfo(h.dtype).min)
-            w = torch.softmax(s, dim=-1)  # (b, n)
-        else:
-            w = real.to(h.dtype) / real.sum(-1, keepdim=True).clamp_min(1)
-        pooled = torch.einsum("bn,bnd->bd", w, h)
-        return torch.cat([pooled, top], -1) if self.config.pooling == "mean+max" else pooled
+            return torch.einsum("bn,bnd->bd", torch.softmax(s, dim=-1), h)
+        if pooling == "mean":
+            return mean_pool(h, real)
+        if pooling == "max":
+            return max_pool(h, real)
+        return torch.cat([mean_pool(h, real), max_pool(h, real)], -1)  # mean+max
 
 
 class Ensemble(nn.Module):

@@ -10,13 +10,17 @@ needs, reset the high-water mark to the current resident set just before it, the
 
 or as a context manager, ``with PeakRSS() as probe: ...`` then ``probe.extra`` (bytes, read at
 exit). Resident means touched pages: memory allocated but never written does not count, and
-memory the allocator kept from earlier frees can be reused without raising the peak, so run
-each measurement in a fresh process when the figure matters.
+memory the allocator kept from earlier frees can be reused without raising the peak.
+``PeakRSS(release=True)`` first hands that free memory back to the system (glibc
+``malloc_trim``), so the work has to fault in what it uses; a fresh process is cleaner still.
 """
 
 from __future__ import annotations
 
-__all__ = ["PeakRSS", "peak_rss_bytes", "reset_peak", "rss_bytes"]
+import ctypes
+import ctypes.util
+
+__all__ = ["PeakRSS", "peak_rss_bytes", "release_free_memory", "reset_peak", "rss_bytes"]
 
 _STATUS = "/proc/self/status"
 _CLEAR_REFS = "/proc/self/clear_refs"
@@ -53,10 +57,31 @@ def reset_peak() -> None:
         raise RuntimeError(f"cannot reset the peak via {_CLEAR_REFS} ({e}); needs Linux") from e
 
 
-class PeakRSS:
-    """Extra peak resident memory since construction: VmHWM - VmRSS at the start, in bytes."""
+def release_free_memory() -> bool:
+    """Return the C heap's free pages to the system (glibc ``malloc_trim(0)``, all arenas).
 
-    def __init__(self) -> None:
+    Memory freed by Python or torch stays resident in the allocator and a later allocation can
+    reuse it without raising the peak. False where there is no glibc (nothing is released).
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return False
+    trim(0)
+    return True
+
+
+class PeakRSS:
+    """Extra peak resident memory since construction: VmHWM - VmRSS at the start, in bytes.
+
+    ``release=True`` calls ``release_free_memory`` before the reset, so the base holds only
+    live memory.
+    """
+
+    def __init__(self, release: bool = False) -> None:
+        if release:
+            release_free_memory()
         reset_peak()
         self.base = rss_bytes()
         self.extra: int | None = None

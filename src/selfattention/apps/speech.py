@@ -222,9 +222,9 @@ def measure(
     repeated) are projected to q, k, v (1, heads, n, head_dim) by a fixed random linear map; only
     ``attention(q, k, v, window=..., backend=...)`` is timed (best of ``repeats``, no grad).
     Memory is what the calls hold at once beyond their inputs: the resident high-water mark is
-    reset after the inputs are built (``measure.PeakRSS``) and read after the calls, so loading
-    and projecting the frames does not count; the output is included. Memory freed earlier in
-    the process can be reused without showing, so ``measure_in_subprocess`` gives the clean
+    reset after the inputs are built and free heap is returned to the system
+    (``measure.PeakRSS(release=True)``), then read after the calls, so loading and projecting
+    the frames does not count; the output does. ``measure_in_subprocess`` gives the clean
     reading.
     """
     if frames_file is not None:
@@ -244,7 +244,9 @@ def measure(
         small = q[:, :, :256], k[:, :, :256], v[:, :, :256]
         attention(*small, window=window, backend=backend)  # warm-up: kernels, thread pool
         del small
-        memory = PeakRSS()  # from here on: the calls only, q, k, v already resident
+        # From here on: the calls only. Free heap left by loading goes back to the system
+        # first, or the calls would reuse it unseen.
+        memory = PeakRSS(release=True)
         best = math.inf
         for _ in range(repeats):
             t0 = time.perf_counter()

@@ -1,56 +1,96 @@
-"""The ``selfattention`` command. Each subcommand lives in its own module here and provides
-``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only when used."""
+"""The ``selfattention`` command: one literal table of subcommands.
+
+Every subcommand is a thin adapter module in this package with ``add_arguments(parser)`` and
+``run(args) -> int``: it turns argv into the feature's frozen config, calls the feature's home in
+:mod:`selfattention.apps`, prints, and returns an exit code. Failures that reach :func:`main` are
+printed as one line (``error: ...``); Ctrl-C exits 130.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 
-# name -> (module, one-line help). A module that does not exist yet is simply not offered.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "explain": ("selfattention.cli.explain", "static vs contextual embeddings, step by step"),
-    "ladder": ("selfattention.cli.ladder", "print the textbook ladder on a tiny example"),
-    "bench": ("selfattention.cli.bench", "benchmark backends against torch and peers"),
-    "smooth": ("selfattention.cli.smooth", "smooth a noisy series with self-attention"),
-    "train": ("selfattention.cli.train", "train a model (pos, polarity, images)"),
-    "evaluate": ("selfattention.cli.train", "evaluate a trained checkpoint"),
-    "predict": ("selfattention.cli.train", "predict with a trained checkpoint"),
-    "data": ("selfattention.cli.data", "fetch and check the offline data sets"),
-    "viz": ("selfattention.cli.viz", "draw attention (heatmaps, images)"),
-    "speech": ("selfattention.cli.speech", "truncated attention over real speech"),
-}
+from selfattention.cli import bench, data, explain, ladder, smooth, speech, train, viz
+from selfattention.cli._common import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    debug,
+    error,
+    one_line,
+)
 
-
-def _available() -> dict[str, tuple[str, str]]:
-    return {n: c for n, c in COMMANDS.items() if importlib.util.find_spec(c[0]) is not None}
+__all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("explain", "static vs contextual embeddings, step by step", explain.add_arguments,
+            explain.run),
+    Command("ladder", "print the textbook ladder on a tiny example", ladder.add_arguments,
+            ladder.run),
+    Command("bench", "benchmark backends against torch and peers", bench.add_arguments,
+            bench.run),
+    Command("smooth", "smooth a noisy series with self-attention", smooth.add_arguments,
+            smooth.run),
+    Command("train", "train a model (pos, polarity, images)", train.add_train_arguments,
+            train.run),
+    Command("evaluate", "evaluate a trained checkpoint", train.add_evaluate_arguments,
+            train.run),
+    Command("predict", "predict with a trained checkpoint", train.add_predict_arguments,
+            train.run),
+    Command("data", "list and fetch the offline data sets", data.add_arguments, data.run),
+    Command("viz", "draw attention (heatmaps, images)", viz.add_arguments, viz.run),
+    Command("speech", "truncated attention over real speech", speech.add_arguments, speech.run),
+)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="selfattention", description="Self-attention, from the textbook ladder to real data."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    return parser, {"sub": sub}
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(p)
+        p.set_defaults(_run=command.run)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser, parts = build_parser()
-    sub = parts["sub"]
-    commands = _available()
-    # Only the chosen subcommand's module is imported (they pull in heavy optional deps).
-    chosen = next((a for a in argv if not a.startswith("-")), None)
-    for name, (module_name, help_text) in commands.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        if name == chosen:
-            module = importlib.import_module(module_name)
-            add = getattr(module, f"add_{name}_arguments", None) or module.add_arguments
-            add(p)
-            p.set_defaults(_run=getattr(module, f"run_{name}", None) or module.run)
-    args = parser.parse_args(argv)
-    if not getattr(args, "_run", None):
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if getattr(args, "_run", None) is None:
         parser.print_help()
-        return 0 if chosen is None else 2
-    return int(args._run(args) or 0)
+        return EXIT_USAGE
+    # Errors a user can act on are one line; anything else is a bug, still one line unless
+    # SELFATTENTION_DEBUG asks for the traceback.
+    from selfattention.apps.datasets import DataUnavailable
+
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt as exc:
+        detail = one_line(exc) if exc.args else ""
+        print("interrupted" + (f": {detail}" if detail else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `selfattention ... | head`
+        return 0
+    except (DataUnavailable, ValueError, KeyError, OSError) as exc:
+        error(one_line(exc))
+        return EXIT_FAILURE
+    except Exception as exc:
+        if debug():
+            raise
+        error(f"unexpected {type(exc).__name__}: {one_line(exc)} "
+              "(SELFATTENTION_DEBUG=1 shows the traceback)")  # fmt: skip
+        return EXIT_FAILURE

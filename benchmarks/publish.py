@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from selfattention.cli import bench
+from selfattention.apps import bench
 
 if __name__ == "__main__":
     runs = [Path(p) for p in (sys.argv[1:] or ["results/bench"])]

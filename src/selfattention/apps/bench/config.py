@@ -1,0 +1,114 @@
+"""What a benchmark run measures: the suites, their size sweeps and methods, and ``BenchConfig``.
+
+A cell is one (suite, method, n): fp32 inputs q, k, v of shape (1, heads, n, head_dim), seeded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["FULL", "LIMITS", "QUICK", "SUITES", "WINDOW", "BenchConfig"]
+
+WINDOW = 128  # the window suites' band: query i sees keys i-128 … i+128
+SUITES: dict[str, tuple[str, str]] = {
+    # suite: (what, reference method for ratios)
+    "dense": ("dense softmax, forward", "sdpa"),
+    "window": (f"window ±{WINDOW}, forward", "sdpa-band"),
+    "window-train": (f"window ±{WINDOW}, forward + backward", "sdpa-band"),
+    "relu-sum": ("ReLU and sum normalisation, forward", "sdpa"),
+}
+# suite: (sizes n, methods); "matmul" is the machine's ceiling, a plain matmul of equal FLOPs.
+FULL: dict[str, tuple[list[int], list[str]]] = {
+    "dense": ([1024, 2048, 4096, 8192, 16384], ["auto", "chunked", "sdpa", "math", "matmul"]),
+    "window": (
+        [1024, 4096, 16384, 65536, 262144],
+        ["window", "chunked", "sdpa-band", "flex", "local-attention", "math", "matmul"],
+    ),
+    "window-train": (
+        [4096, 16384, 65536, 262144],
+        ["window", "sdpa-band", "flex", "local-attention", "math", "matmul"],
+    ),
+    "relu-sum": ([4096, 16384], ["chunked-relu", "chunked-sum", "math-relu", "sdpa", "matmul"]),
+}
+QUICK: dict[str, tuple[list[int], list[str]]] = {
+    "dense": ([2048], ["auto", "chunked", "sdpa", "math", "matmul"]),
+    "window": ([4096], ["window", "sdpa-band", "flex", "local-attention", "matmul"]),
+    "window-train": ([4096], ["window", "sdpa-band", "matmul"]),
+    "relu-sum": ([2048], ["chunked-relu", "chunked-sum", "sdpa", "matmul"]),
+}
+# Sizes past which a method is skipped (memory or minutes): n² weights, n² masks, peers' limits.
+LIMITS: dict[str, int] = {
+    "math": 8192,
+    "math-relu": 8192,
+    "sdpa-band": 16384,
+    "chunked": 16384,
+    "local-attention": 65536,
+    "flex": 65536,
+}
+
+
+def _positive_int(name: str, option: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} ({option}) must be an integer >= 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One benchmark run.
+
+    Attributes:
+        suites: which of ``SUITES`` to run (default: all, in that order).
+        quick: the ``QUICK`` plan (one size per suite) instead of ``FULL``.
+        sizes: override every suite's n sweep (each n >= 1).
+        threads: torch threads in each cell (>= 1).
+        repeat: timed repeats per cell, the median is reported (>= 1).
+        heads, head_dim: the inputs' h and d (>= 1).
+        timeout: seconds a cell may take before it is killed (> 0).
+
+    Raises:
+        ValueError: naming the option, what it got and what is allowed.
+    """
+
+    suites: tuple[str, ...] = tuple(SUITES)
+    quick: bool = False
+    sizes: tuple[int, ...] | None = None
+    threads: int = 2
+    repeat: int = 3
+    heads: int = 8
+    head_dim: int = 64
+    timeout: float = 600.0
+
+    def __post_init__(self) -> None:
+        if not self.suites:
+            raise ValueError(f"suites (--suites) must name at least one of {', '.join(SUITES)}")
+        unknown = [s for s in self.suites if s not in SUITES]
+        if unknown:
+            raise ValueError(
+                f"suites (--suites) must be among {', '.join(SUITES)}, got {', '.join(unknown)}"
+            )
+        if self.sizes is not None:
+            bad = [n for n in self.sizes if isinstance(n, bool) or not isinstance(n, int) or n < 1]
+            if bad or not self.sizes:
+                raise ValueError(f"sizes (--sizes) must be integers n >= 1, got {list(self.sizes)}")
+        _positive_int("threads", "--threads", self.threads)
+        _positive_int("repeat", "--repeat", self.repeat)
+        _positive_int("heads", "--heads", self.heads)
+        _positive_int("head_dim", "--head-dim", self.head_dim)
+        if not (isinstance(self.timeout, int | float) and self.timeout > 0):
+            raise ValueError(f"timeout (--timeout) must be > 0 seconds, got {self.timeout!r}")
+        if not math.isfinite(self.timeout):
+            raise ValueError(f"timeout (--timeout) must be finite, got {self.timeout!r}")
+
+    def plan(self) -> list[tuple[str, str, int]]:
+        """The cells to run, (suite, method, n), in order; methods past their ``LIMITS`` are
+        left out. Raises ValueError when nothing is left to run."""
+        table = QUICK if self.quick else FULL
+        cells = []
+        for suite in self.suites:
+            sizes, methods = table[suite]
+            for n in self.sizes or sizes:
+                cells += [(suite, m, n) for m in methods if n <= LIMITS.get(m, math.inf)]
+        if not cells:  # pragma: no cover - every suite has an unlimited method
+            raise ValueError("these suites and sizes leave no cell to run")
+        return cells

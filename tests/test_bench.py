@@ -1,0 +1,96 @@
+"""selfattention.apps.bench and ``selfattention bench``: the FLOP count, the targets, the config's
+checks, and the command's exit codes (impossible options, a run where every cell failed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from selfattention.apps import bench
+from selfattention.apps.bench import BenchConfig
+from selfattention.cli import main
+
+
+def test_flop_count_and_targets():
+    """The benchmark's FLOP count (keys actually attended) and its target bookkeeping."""
+    assert bench.keys_attended(5, 1) == 2 + 3 + 3 + 3 + 2
+    assert bench.keys_attended(4, None) == 16
+    assert bench.flops("window-train", 5, 2, 3) == 3.5 * 4 * 2 * 3 * 25  # ±128 covers all 5
+    rows = [
+        dict(suite="window", method="window", n=16384, seconds=1.0),
+        dict(suite="window", method="sdpa-band", n=16384, seconds=10.0),
+        dict(suite="window", method="flex", n=16384, seconds=0.5),
+    ]
+    found = {t["target"]: t for t in bench.targets(rows)}
+    assert found["window n=16384 fwd: / SDPA band ≤ 0.05"]["met"] is False  # 0.1 > 0.05
+    assert found["… / compiled FlexAttention ≤ 1.0"]["measured"] == 2.0
+    table = bench.tables([{**r, "flops": 1e9, "peak_mb": 1.0} for r in rows])
+    assert "| 16384 | window | 1 | 0.1 |" in table
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        (dict(threads=0), ["--threads", "got 0", ">= 1"]),
+        (dict(sizes=(-5,)), ["--sizes", "[-5]", "n >= 1"]),
+        (dict(sizes=(8, 0)), ["--sizes", "[8, 0]"]),
+        (dict(repeat=0), ["--repeat", "got 0"]),
+        (dict(heads=-1), ["--heads", "got -1"]),
+        (dict(head_dim=0), ["--head-dim", "got 0"]),
+        (dict(timeout=0.0), ["--timeout", "> 0"]),
+        (dict(suites=()), ["--suites", "dense"]),
+        (dict(suites=("dense", "sparse")), ["--suites", "got sparse"]),
+    ],
+)
+def test_config_names_the_impossible_option(kwargs, words):
+    with pytest.raises(ValueError) as info:
+        BenchConfig(**kwargs)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_plan_respects_the_limits():
+    plan = BenchConfig(suites=("dense",), sizes=(16, 10_000)).plan()
+    assert ("dense", "math", 16) in plan and ("dense", "math", 10_000) not in plan  # > 8192
+    assert ("dense", "sdpa", 10_000) in plan
+    quick = BenchConfig(quick=True, suites=("relu-sum",)).plan()
+    assert quick[0] == ("relu-sum", "chunked-relu", 2048)
+
+
+@pytest.mark.parametrize("argv", [["--threads", "0"], ["--sizes", "-5"], ["--repeat", "0"]])
+def test_cli_refuses_impossible_options_before_running(argv, tmp_path, capsys, monkeypatch):
+    """Bug: `bench --threads 0` / `--sizes -5` ran every cell, each failed, and exited 0."""
+    monkeypatch.setattr(bench, "run_cell", lambda spec, timeout: pytest.fail("ran a cell"))
+    assert main(["bench", *argv, "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and argv[0] in err and len(err.splitlines()) == 1
+
+
+def test_cli_out_at_a_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench, "run_cell", lambda spec, timeout: pytest.fail("ran a cell"))
+    (tmp_path / "f").write_text("x")
+    assert main(["bench", "--suites", "dense", "--out", str(tmp_path / "f")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_cli_exits_non_zero_when_every_cell_failed(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench, "run_cell", lambda spec, timeout: {"error": "RuntimeError: boom"})
+    argv = ["bench", "--suites", "dense", "--sizes", "8", "--out", str(tmp_path)]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "every attention cell failed (first: RuntimeError: boom)" in captured.err
+    assert json.loads((tmp_path / "results.json").read_text())["results"][0]["error"]
+
+
+def test_cli_end_to_end_on_a_tiny_run(tmp_path, capsys):
+    """Real cells in forked processes: n = 16, one head of 4, one thread."""
+    argv = ["bench", "--suites", "dense", "--sizes", "16", "--threads", "1", "--repeat", "1",
+            "--heads", "1", "--head-dim", "4", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "dense         n=16      sdpa" in out and "wrote" in out
+    data = json.loads((tmp_path / "results.json").read_text())
+    sdpa = next(r for r in data["results"] if r["method"] == "sdpa")
+    assert sdpa["seconds"] > 0 and sdpa["max_abs_err"] < 1e-5
+    assert {p.name for p in tmp_path.iterdir()} == {"results.json", "results.md", "time_vs_n.png"}

@@ -25,7 +25,7 @@ from selfattention.pretrained import (
     default_model_path,
     load_bert,
 )
-from selfattention.pretrained.contextual import encode_words
+from selfattention.apps.explain.contextual import encode_words
 
 pytestmark = pytest.mark.pretrained
 

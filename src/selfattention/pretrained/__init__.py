@@ -6,9 +6,6 @@
 - ``load_bert(path=None) -> Bert``: a BERT-format folder (config.json + model.safetensors +
   tokenizer.json; default all-MiniLM-L6-v2) as this library's modules, returning hidden states
   and per-layer, per-head attention weights.
-- ``contextual.encode_words``: a sentence's words through the encoder (pieces -> words);
-  ``compare``: one word across sentences, static vs contextual (what ``selfattention explain``
-  prints).
 """
 
 from selfattention.nn import EncoderOutput

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from selfattention.pretrained.glove import GloVe, words
+from selfattention.pretrained import GloVe, words
 
 __all__ = [
     "SCALES",
@@ -51,8 +51,8 @@ def choose_word(sentences: list[list[str]]) -> str:
     common = set.intersection(*(set(w for w in s if w.isalpha()) for s in sentences))
     if not common:
         raise ValueError(
-            "the sentences share no word; pick the word to follow with --word WORD "
-            "(it must appear in at least one sentence)"
+            "the sentences share no word; choose the word to follow (it must appear in at "
+            "least one sentence)"
         )
     first = sentences[0]
     return max(sorted(common, key=first.index), key=len)
@@ -68,11 +68,11 @@ def split_sentences(texts: list[str], word: str | None) -> tuple[list[list[str]]
         word = choose_word(tokens)
     target = words(word)
     if len(target) != 1:
-        raise ValueError(f"--word must be a single word, got {word!r} (split as {target})")
+        raise ValueError(f"word must be a single word, got {word!r} (split as {target})")
     word = target[0]
     if not any(word in ws for ws in tokens):
         raise ValueError(
-            f"the word {word!r} is in none of the sentences; their words are: "
+            f"word {word!r} is in none of the sentences; their words are: "
             + " | ".join(" ".join(ws) for ws in tokens)
         )
     return tokens, word
@@ -124,7 +124,7 @@ def similarity_rows(sents: list[Sentence], encoded) -> list[tuple[str, list[floa
     (columns as ``pair_names``), one row per stage: GloVe, parameter-free attention (both
     scales), the model's embeddings and every layer. None where GloVe lacks the word.
 
-    ``encoded``: one ``contextual.EncodedWords`` per sentence.
+    ``encoded``: one ``EncodedWords`` (``apps.explain.contextual``) per sentence.
     """
     pairs = _pairs(sents)
 

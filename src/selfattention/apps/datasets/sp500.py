@@ -22,7 +22,7 @@ def locate() -> Path:
     """``arch/data/sp500/sp500.csv.gz``; DataUnavailable names the fetch command."""
     root = find_package(MODULE)
     if root is None:
-        raise missing(NAME, f"the package arch is not installed ({REQUIREMENT})")
+        raise missing(NAME, f"the package {REQUIREMENT} is not installed")
     if not (root / _CSV).is_file():
         raise missing(NAME, f"arch at {root} has no {_CSV}")
     return root / _CSV

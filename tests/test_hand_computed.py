@@ -152,8 +152,8 @@ def test_positions_by_hand():
 
 
 def test_ladder_cli_prints_the_hand_computed_numbers(capsys):
+    from selfattention.apps.ladder import rungs
     from selfattention.cli import main
-    from selfattention.cli.ladder import rungs
 
     ladder = rungs(np.array(X))
     assert len(ladder) == 7

@@ -211,6 +211,7 @@ def _readme() -> str:
 
 def test_readme_opens_with_the_two_commands() -> None:
     first = _blocks(ROOT / "README.md")[0]
+    assert first.line <= 5, "the two commands come first"
     commands = [" ".join(argv) for argv in _commands(first.code)]
     assert commands == ["make demo", "make test"]
     assert all("#" in line for line in first.code.splitlines()), "each command says what it does"

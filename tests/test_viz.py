@@ -471,3 +471,70 @@ def test_cli_viz_image_delegates_to_the_vision_app(monkeypatch, capsys):
         main(["viz", "image"])
     assert exc.value.code == 2
     assert "run_viz_image" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- user text, atomic files
+
+# Text matplotlib would read as mathtext: "$\foo$" fails when the figure is drawn, "$5 or $6"
+# silently loses its dollar signs.
+MATH_LIKE = ["$\\foo$", "cost $5 or $6", "a\\$b", "x^$"]
+
+
+def _drawn_as_typed(fig, texts: list[str]) -> None:
+    """Every Text of ``fig`` showing one of ``texts`` draws exactly that string, not mathtext."""
+    viz.png_bytes(fig)  # raised ValueError (mathtext ParseFatalException) before
+    seen = set()
+    for t in fig.findobj(lambda a: hasattr(a, "_preprocess_math") and a.get_text()):
+        shown, is_math = t._preprocess_math(t.get_text())
+        assert not is_math, t.get_text()
+        seen.add(shown)
+    assert set(texts) <= seen, set(texts) - seen
+
+
+def test_user_text_in_figures_is_drawn_as_typed_not_as_mathtext(rng):
+    tokens = MATH_LIKE
+    w = softmax_maps(rng, 2, 2, 4, 4)
+    _drawn_as_typed(viz.heatmap(w[0, 0], tokens, title="cost $5 or $6"), tokens)
+    _drawn_as_typed(viz.grid(w, tokens, title="$\\foo$ grid $"), [*tokens, "$\\foo$ grid $"])
+    static = rng.normal(size=(4, 3))
+    fig = viz.shift(static, {"$\\alpha$ $": static + 1}, tokens, highlight="x^$", title="$a$")
+    _drawn_as_typed(fig, [*tokens, "x^$′", "$\\alpha$ $", "$a$"])
+    img, w5 = rng.random((4, 4)), softmax_maps(rng, 2, 2, 4, 4)
+    _drawn_as_typed(viz.image_attention(img, w5[0, 0], (2, 2), title="$\\foo$"), ["$\\foo$"])
+    _drawn_as_typed(viz.image_grid(img, w5, (2, 2), title="$5 $6"), ["$5 $6"])
+
+
+def test_saved_files_are_replaced_atomically(rng, tmp_path):
+    """A reader holding the old file (here: a hard link to it) never sees a half-written one:
+    the new content goes to a temporary file that is renamed over the old name."""
+    import os
+
+    from selfattention.viz.figures import new_figure
+
+    w = softmax_maps(rng, 1, 2, 3, 3)
+    fig = new_figure(2, 2)
+    fig.add_subplot().plot([0, 1], [1, 0])
+    writers = {
+        "fig.png": lambda p: viz.save(fig, p),
+        "attention.json": lambda p: viz.dump_json(p, [{"name": "s", "weights": w}]),
+        "report.html": lambda p: viz.report(p, [{"name": "s", "weights": w}]),
+    }
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for name, write in writers.items():
+        path = tmp_path / name
+        path.write_bytes(b"old")
+        os.link(path, tmp_path / f"{name}.reader")
+        assert write(path) == path
+        assert (tmp_path / f"{name}.reader").read_bytes() == b"old"  # untouched, not truncated
+        assert path.read_bytes() != b"old" and path.stat().st_size > 100
+        assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~mask)  # not mkstemp's 0o600
+    # a write that fails leaves the old file and no temporary file behind
+    path = tmp_path / "fig.png"
+    before = path.read_bytes()
+    broken = new_figure(2, 2)
+    broken.add_subplot().set_title("$\\foo$")  # set directly: mathtext that cannot be drawn
+    with pytest.raises(ValueError):
+        viz.save(broken, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []

@@ -1,9 +1,12 @@
-"""Matplotlib plumbing shared by the views: figures without pyplot (no display, no global state)
-and saving them.
+"""Matplotlib plumbing shared by the views: figures without pyplot (no display, no global state),
+text drawn as typed, and saving them atomically.
 
 Figures are built as ``matplotlib.figure.Figure`` objects, which render with the Agg canvas on
 ``savefig`` whatever backend (if any) the user's session has chosen, so nothing here needs a
 display, Jupyter or ``matplotlib.use``.
+
+User text (tokens, titles, stage names) goes through ``literal``: matplotlib would otherwise read
+"$5 or $6" as mathtext (dropping the dollars) and fail on "$\\foo$" when the figure is saved.
 """
 
 from __future__ import annotations
@@ -21,7 +24,19 @@ except ImportError as exc:  # an optional dependency: say which extra brings it
         "selfattention.viz needs matplotlib: pip install 'selfattention[viz]' (or matplotlib)"
     ) from exc
 
-__all__ = ["new_figure", "png_bytes", "save", "text_color"]
+from selfattention.viz._files import replace_atomically
+
+__all__ = ["literal", "new_figure", "png_bytes", "save", "text_color"]
+
+
+def literal(text: str | None) -> str | None:
+    """``text`` escaped so that matplotlib draws it as typed: every "$" becomes "\\$".
+
+    With no unescaped dollar sign a Text is never mathtext, and matplotlib turns each "\\$" back
+    into "$" when drawing ("a\\$b" stays "a\\$b"). This works where ``parse_math=False`` cannot be
+    passed (tick labels re-created at draw time, legend entries). None stays None.
+    """
+    return None if text is None else str(text).replace("$", r"\$")
 
 
 def new_figure(width: float, height: float, **kwargs) -> Figure:
@@ -32,13 +47,15 @@ def new_figure(width: float, height: float, **kwargs) -> Figure:
 
 
 def save(fig: Figure, path: str | Path, *, dpi: float | None = None) -> Path:
-    """Write ``fig`` to ``path`` (format from the suffix, PNG if none), creating parent folders."""
+    """Write ``fig`` to ``path`` (format from the suffix, PNG if none), creating parent folders.
+
+    The file is replaced atomically: a reader sees the old figure or the new one, never half."""
     if not isinstance(fig, Figure):
         raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    fig.savefig(path, dpi=dpi or fig.dpi, bbox_inches="tight", format=fmt, facecolor="white")
+    with replace_atomically(path) as f:
+        fig.savefig(f, dpi=dpi or fig.dpi, bbox_inches="tight", format=fmt, facecolor="white")
     return path
 
 

@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from selfattention.viz._inputs import as_array, as_labels, select, stack_layers, thin_ticks
-from selfattention.viz.figures import new_figure, text_color
+from selfattention.viz.figures import literal, new_figure, text_color
 
 __all__ = ["grid", "heatmap"]
 
@@ -26,9 +26,9 @@ def _label_size(cell_inches: float) -> float:
 def _ticks(ax: Axes, labels: list[str], axis: str, max_labels: int, size: float) -> None:
     idx = list(thin_ticks(len(labels), max_labels))
     if axis == "x":
-        ax.set_xticks(idx, [labels[k] for k in idx], rotation=90, fontsize=size)
+        ax.set_xticks(idx, [literal(labels[k]) for k in idx], rotation=90, fontsize=size)
     else:
-        ax.set_yticks(idx, [labels[k] for k in idx], fontsize=size)
+        ax.set_yticks(idx, [literal(labels[k]) for k in idx], fontsize=size)
 
 
 def heatmap(
@@ -103,7 +103,7 @@ def heatmap(
                     color=text_color(colors[r, c]),
                 )
     if title:
-        ax.set_title(title)
+        ax.set_title(literal(title))
     if colorbar:
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="attention weight")
     return fig
@@ -193,5 +193,5 @@ def grid(
     cax = fig.add_axes((1 - 1.0 / fig.get_figwidth(), 0.25, 0.15 / fig.get_figwidth(), 0.5))
     fig.colorbar(im, cax=cax, label="attention weight")
     if title:
-        fig.suptitle(title, fontsize=12)
+        fig.suptitle(literal(title), fontsize=12)
     return fig

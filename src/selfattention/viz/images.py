@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from selfattention.viz._inputs import as_array, select, stack_layers
-from selfattention.viz.figures import new_figure
+from selfattention.viz.figures import literal, new_figure
 
 __all__ = ["check_grid", "image_attention", "image_grid", "patches", "rollout"]
 
@@ -199,7 +199,7 @@ def image_attention(
         ax = fig.add_subplot()
     im = _draw(ax, img, heat, q, gw, alpha=alpha, cmap=cmap)
     label = {None: "mean over queries", "cls": "class token"}.get(q, f"patch {q}")
-    ax.set_title(title or f"{what} of {label}", fontsize=10)
+    ax.set_title(literal(title) or f"{what} of {label}", fontsize=10)
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
     return ax.figure
 
@@ -252,6 +252,6 @@ def image_grid(
                 axes[r, c].set_title(cols[c], fontsize=9)
         axes[r, 0].set_ylabel(f"layer {layer}", fontsize=9, fontweight="bold")
     label = {None: "mean over queries", "cls": "class token"}.get(q, f"patch {q}")
-    fig.suptitle(title or f"attention of {label}", fontsize=11)
+    fig.suptitle(literal(title) or f"attention of {label}", fontsize=11)
     fig.subplots_adjust(wspace=0.04, hspace=0.06, left=0.05, right=0.99, bottom=0.02, top=0.9)
     return fig

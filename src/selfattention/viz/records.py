@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from selfattention.viz._files import write_text_atomically
 from selfattention.viz._inputs import as_array, as_labels, stack_layers
 from selfattention.viz.images import patches as cut_patches
 
@@ -138,7 +139,8 @@ def dump_json(
     """Write ``sequences`` (records or dicts) to ``path`` in the attention.json format.
 
     Weights are rounded to ``digits`` decimals (6 keeps the file small and every plotted value
-    exact to the eye). Image fields are not stored; the format holds token sequences.
+    exact to the eye). Image fields are not stored; the format holds token sequences. The file is
+    replaced atomically (never left half-written).
     """
     records = as_records(sequences)
     doc: dict[str, Any] = {"format": FORMAT, "sequences": []}
@@ -150,10 +152,7 @@ def dump_json(
         doc["sequences"].append(entry)
     if meta:
         doc["meta"] = dict(meta)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
-    return path
+    return write_text_atomically(path, json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
 
 
 def load_json(path: str | Path) -> list[AttentionRecord]:

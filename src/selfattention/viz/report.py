@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from selfattention.viz._files import write_text_atomically
 from selfattention.viz._inputs import parse_selection
 from selfattention.viz.images import rollout
 from selfattention.viz.records import AttentionRecord, as_records
@@ -301,7 +302,7 @@ def report(
     """Write one self-contained HTML page to explore attention weights; returns its path.
 
     Args:
-        path: the .html file to write (parent folders are created).
+        path: the .html file to write (parent folders are created; replaced atomically).
         sequences: a list of ``AttentionRecord`` or dicts with its fields: ``name``, ``weights``
             (L, H, i, j) (or a list per layer of (H, i, j)), ``tokens`` (j strings) or, for images,
             ``patches`` (gh·gw arrays (ph, pw[, C])) and/or ``image`` with ``grid`` (gh, gw), and
@@ -331,6 +332,4 @@ def report(
         heads=heads,
         precision=precision,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_text_atomically(path, text)

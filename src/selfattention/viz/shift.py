@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from selfattention.viz._inputs import as_array, as_labels
-from selfattention.viz.figures import new_figure
+from selfattention.viz.figures import literal, new_figure
 
 __all__ = ["pca", "shift"]
 
@@ -139,7 +139,7 @@ def shift(
     dots(paths[0], "#555555", "static", 28)
     for st, name in enumerate(stages, start=1):
         color = palette[(st - 1) % len(palette)]
-        dots(paths[st], color, name, 34)
+        dots(paths[st], color, literal(name), 34)
         for w in range(n):
             ax.annotate(
                 "",
@@ -160,7 +160,7 @@ def shift(
     for w, word in enumerate(words):
         bold = w in marked
         ax.annotate(
-            word,
+            literal(word),
             paths[0, w],
             xytext=(4, 4),
             textcoords="offset points",
@@ -172,7 +172,7 @@ def shift(
         )
         if bold:
             ax.annotate(
-                f"{word}′",
+                literal(f"{word}′"),
                 paths[-1, w],
                 xytext=(6, -12),
                 textcoords="offset points",
@@ -189,5 +189,5 @@ def shift(
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.legend(loc="best", frameon=False, fontsize=9)
-    ax.set_title(title or "static → contextual vectors (PCA of all vectors)")
+    ax.set_title(literal(title) or "static → contextual vectors (PCA of all vectors)")
     return fig

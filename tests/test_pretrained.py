@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from selfattention.apps.explain.contextual import encode_words
 from selfattention.pretrained import (
     Bert,
     BertConfig,
@@ -24,8 +25,8 @@ from selfattention.pretrained import (
     bert_name_map,
     default_model_path,
     load_bert,
+    load_encoder,
 )
-from selfattention.apps.explain.contextual import encode_words
 
 pytestmark = pytest.mark.pretrained
 
@@ -50,7 +51,14 @@ def folder() -> Path:
 
 @pytest.fixture(scope="module")
 def model(folder) -> Bert:
-    return load_bert(folder)
+    return load_encoder(folder)  # config.json says model_type "bert"
+
+
+def test_load_bert_and_load_encoder_agree_on_a_bert_folder(model, folder):
+    assert model.config.model_type == "bert"
+    other = load_bert(folder)
+    for (n, p), (m, q) in zip(model.named_parameters(), other.named_parameters(), strict=True):
+        assert n == m and torch.equal(p, q)
 
 
 @pytest.fixture(scope="module")

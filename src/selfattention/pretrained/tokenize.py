@@ -1,9 +1,14 @@
-"""WordPiece tokenisation with Hugging Face ``tokenizers`` (the fast Rust tokenizer), batched and
-padded to the longest sentence.
+"""Tokenisation with Hugging Face ``tokenizers`` (the fast Rust tokenizer: WordPiece, byte-level
+BPE, SentencePiece), batched and padded to the longest sentence.
 
 ``tokenizer.json`` files often carry a fixed padding/truncation (all-MiniLM-L6-v2's pads every
 sentence to 128); ``load_tokenizer`` turns both off so that the batch is padded to its longest
 sentence and nothing is cut unless ``truncation=True`` is asked for.
+
+Pre-split words are joined with spaces and tokenised as the text they make, so every family
+sees what it saw in training (byte-level BPE marks a word that follows a space with "Ġ"; fed
+word by word it would see none). Each piece is then given to a word by its character offsets,
+never by its spelling ("##" is WordPiece's mark only).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from torch import Tensor
 
 from selfattention.pretrained.checkpoint import TOKENIZER_FILE, _fail
 
-__all__ = ["encode", "load_tokenizer"]
+__all__ = ["encode", "load_tokenizer", "piece_words"]
 
 
 def load_tokenizer(folder: Path):
@@ -85,12 +90,11 @@ def encode(
     split = _check_sentences(sentences)
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
         raise ValueError(f"max_length must be an int >= 2, got {max_length!r}")
+    texts = [" ".join(s) for s in sentences] if split else list(sentences)
     if truncation:
         tokenizer.enable_truncation(max_length)
     try:
-        encs = tokenizer.encode_batch(
-            [list(s) for s in sentences] if split else list(sentences), is_pretokenized=split
-        )
+        encs = tokenizer.encode_batch(texts)
     finally:
         tokenizer.no_truncation()
     for n, e in enumerate(encs):
@@ -114,5 +118,36 @@ def encode(
         out["attention_mask"][r, :m] = torch.tensor(e.attention_mask)
         out["token_type_ids"][r, :m] = torch.tensor(e.type_ids)
         if split:
-            out["word_ids"][r, :m] = torch.tensor([-1 if w is None else w for w in e.word_ids])
+            out["word_ids"][r, :m] = torch.tensor(piece_words(e, sentences[r]))
     return out
+
+
+def piece_words(encoding, words: list[str] | tuple[str, ...]) -> list[int]:
+    """The word (index into ``words``) each piece of ``encoding`` came from, -1 for special
+    tokens; ``encoding`` is the tokenizer's ``Encoding`` of ``" ".join(words)``.
+
+    A piece belongs to the word that holds the first character of its offsets. A piece whose
+    offsets hold no word character (a lone "Ġ", empty with trim_offsets, or a space) takes the
+    word of the tokenizer's pre-token (``Encoding.word_ids``) it is part of.
+    """
+    owner: list[int] = []  # character -> word, -1 for the joining spaces
+    for w, word in enumerate(words):
+        owner += [w] * len(word) + [-1]
+
+    def first_word(start: int, end: int) -> int:
+        return next((owner[c] for c in range(start, min(end, len(owner))) if owner[c] >= 0), -1)
+
+    spans: dict[int, tuple[int, int]] = {}  # pre-token -> its characters
+    for pre, (s, e) in zip(encoding.word_ids, encoding.offsets, strict=True):
+        if pre is not None:
+            lo, hi = spans.get(pre, (s, e))
+            spans[pre] = (min(lo, s), max(hi, e))
+    result = []
+    for special, pre, (s, e) in zip(
+        encoding.special_tokens_mask, encoding.word_ids, encoding.offsets, strict=True
+    ):
+        w = -1 if special or pre is None else first_word(s, e)
+        if w < 0 and not special and pre is not None:
+            w = first_word(*spans[pre])
+        result.append(w)
+    return result

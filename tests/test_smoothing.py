@@ -192,3 +192,164 @@ def test_cli_on_a_csv(tmp_path, capsys):
     assert "--missing" in capsys.readouterr().err
     assert main(["smooth", str(FIXTURES / "series_tiny.csv"), "--column", "Nope"]) == 1
     assert "no column 'Nope'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# date order: the smoother is causal, so the rows must run oldest first
+
+
+def _rewrite(tmp_path, name, order):
+    """series_tiny.csv with its data rows reordered by ``order`` (a function of the rows)."""
+    lines = (FIXTURES / "series_tiny.csv").read_text().splitlines()
+    path = tmp_path / name
+    path.write_text("\n".join([lines[0], *order(lines[1:])]) + "\n")
+    return path
+
+
+def test_descending_and_shuffled_dates_are_sorted_oldest_first(tmp_path):
+    """Bug: a file listed newest first was smoothed in file order, so the causal smoother drew
+    on the future."""
+    want = sm.load_series(FIXTURES / "series_tiny.csv", "Close")
+    assert want.order == sm.FILE_ORDER
+    desc = sm.load_series(_rewrite(tmp_path, "desc.csv", lambda r: r[::-1]), "Close")
+    perm = np.random.default_rng(0).permutation(len(want.values))
+    shuffled = sm.load_series(
+        _rewrite(tmp_path, "shuffled.csv", lambda r: [r[i] for i in perm]), "Close"
+    )
+    dates_in_file = [want.labels[i] for i in perm]  # the dates in file order; row 2 is the first
+    for got in (desc, shuffled):
+        np.testing.assert_array_equal(got.values, want.values)
+        assert got.labels == want.labels and got.labels[0] == "2020-01-01"
+        np.testing.assert_array_equal(
+            sm.attention_smooth(got.values), sm.attention_smooth(want.values)
+        )
+    assert desc.order.startswith("sorted by date, oldest first") and "newest first" in desc.order
+    assert "desc.csv" in desc.order
+    first = next(k for k in range(1, 300) if dates_in_file[k] < dates_in_file[k - 1])
+    assert f"shuffled.csv is out of order from row {first + 2} (" in shuffled.order
+
+
+def test_duplicate_dates_are_refused(tmp_path):
+    path = _rewrite(tmp_path, "dup.csv", lambda r: [*r[:5], r[3], *r[5:]])
+    with pytest.raises(ValueError, match=r"dup\.csv: rows 5 and 7 have the same date '2020-01-04'"):
+        sm.load_series(path, "Close")
+
+
+def test_missing_values_are_interpolated_in_date_order(tmp_path):
+    lines = (FIXTURES / "series_gaps.csv").read_text().splitlines()
+    path = tmp_path / "gaps_desc.csv"
+    path.write_text("\n".join([lines[0], *lines[1:][::-1]]) + "\n")
+    want = sm.load_series(FIXTURES / "series_gaps.csv", "Close", missing="interpolate")
+    got = sm.load_series(path, "Close", missing="interpolate")
+    np.testing.assert_allclose(got.values, want.values)
+
+
+def test_date_formats_and_labels_that_are_not_dates(tmp_path):
+    assert sm.parse_dates(["2020-01-02", "2020-01-01T09:30"]) is not None
+    us = sm.parse_dates(["01/31/2020", "02/01/2020"])
+    assert us is not None and us[0] < us[1]
+    assert sm.parse_dates(["31.01.2020", "01.02.2020"]) == sorted(
+        sm.parse_dates(["31.01.2020", "01.02.2020"])
+    )
+    assert sm.parse_dates(["a", "b"]) is None and sm.parse_dates(["1", "2"]) is None
+    with pytest.raises(ValueError, match="month/day and day/month"):
+        sm.parse_dates(["01/02/2020", "02/01/2020"])
+    path = tmp_path / "names.csv"
+    path.write_text("name,v\nc,1\nb,2\na,3\n")
+    s = sm.load_series(path, "v")
+    assert s.order == sm.FILE_ORDER and list(s.values) == [1.0, 2.0, 3.0]
+
+
+def test_config_names_the_bad_option():
+    with pytest.raises(ValueError, match=r"window \(--window\) must be an integer >= 1, got 0"):
+        sm.SmoothConfig(window=0)
+    with pytest.raises(ValueError, match=r"temperature \(--temperature\) must be > 0, got -1"):
+        sm.SmoothConfig(temperature=-1)
+    with pytest.raises(ValueError, match=r"decay \(--decay\)"):
+        sm.SmoothConfig(decay=0.0)
+    with pytest.raises(ValueError, match=r"lags \(--lags\)"):
+        sm.SmoothConfig(lags=1.5)
+    assert sm.SmoothConfig(decay=None, temperature=math.inf).decay is None
+
+
+def test_compare_against_the_baselines_at_equal_roughness():
+    s = sm.load_series(FIXTURES / "series_tiny.csv", "Close")
+    result = sm.compare(s, sm.SmoothConfig(window=30))
+    att, ema, _ = result.chosen.values()
+    r = sm.roughness(s.values, att)
+    assert sm.roughness(s.values, ema) == pytest.approx(r, rel=1e-3)
+    assert list(result.at_equal) == list(result.chosen) and result.settings["window"] == 30
+
+
+def test_cli_descending_file_gives_the_ascending_result(tmp_path, capsys):
+    from selfattention.cli import main
+
+    desc = _rewrite(tmp_path, "desc.csv", lambda r: r[::-1])
+    for name, path in (("asc", FIXTURES / "series_tiny.csv"), ("desc", desc)):
+        argv = ["smooth", str(path), "-k", "Close", "--window", "30", "--out", str(tmp_path / name)]
+        assert main(argv) == 0
+    assert "rows sorted by date, oldest first" in capsys.readouterr().out
+    smoothed = [(tmp_path / n / "smoothed.csv").read_text() for n in ("asc", "desc")]
+    assert smoothed[0] == smoothed[1]
+    assert "newest first" in (tmp_path / "desc" / "metrics.json").read_text()
+
+
+def test_cli_demo_never_installs(monkeypatch, tmp_path, capsys):
+    """Bug: `smooth --demo` pip-installed `arch`. Now: the data set is located or the command
+    names `selfattention data fetch sp500`; nothing runs pip or apt-get."""
+    import subprocess
+
+    from selfattention.apps import datasets
+    from selfattention.cli import main
+
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError(f"smooth --demo started a process: {args}")
+
+    for name in ("run", "call", "check_call", "check_output", "Popen"):
+        monkeypatch.setattr(subprocess, name, no_subprocess)
+    asked = []
+
+    def require(name):
+        asked.append(name)
+        raise datasets.missing(name, "the package arch==8.0.0 is not installed")
+
+    monkeypatch.setattr(datasets, "require", require)
+    assert main(["smooth", "--demo", "--out", str(tmp_path)]) == 1
+    assert asked == ["sp500"]
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: sp500:") and err.endswith("selfattention data fetch sp500")
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["nope.csv", "-k", "Close"], 1, "nope.csv does not exist"),
+        ([str(FIXTURES / "series_tiny.csv")], 2, "--column is required"),
+        ([str(FIXTURES / "series_tiny.csv"), "-k", "Close", "--window", "0"], 2, "--window"),
+        ([str(FIXTURES / "series_tiny.csv"), "-k", "Close", "--decay", "-3"], 2, "--decay"),
+        ([], 2, "give a CSV path and --column, or --demo"),
+    ],
+)
+def test_cli_bad_input_is_one_line(argv, code, message, tmp_path, capsys):
+    from selfattention.cli import main
+
+    assert main(["smooth", *argv, "--out", str(tmp_path / "o")]) == code
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_cli_out_at_a_file_fails_before_computing(tmp_path, capsys, monkeypatch):
+    from selfattention.cli import main
+
+    monkeypatch.setattr(sm, "compare", lambda *a: pytest.fail("computed before checking --out"))
+    (tmp_path / "f").write_text("x")
+    argv = [
+        "smooth",
+        str(FIXTURES / "series_tiny.csv"),
+        "-k",
+        "Close",
+        "--out",
+        str(tmp_path / "f"),
+    ]
+    assert main(argv) == 2
+    assert "--out" in capsys.readouterr().err

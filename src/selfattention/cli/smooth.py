@@ -1,21 +1,30 @@
 """``selfattention smooth``: self-attention smoothing of a series against MA and EMA.
 
-    selfattention smooth --demo                       # S&P 500 closes 1999-2018 (package arch)
+    selfattention smooth --demo                       # S&P 500 closes 1999-2018 (data set sp500)
     selfattention smooth prices.csv --column Close --out results/smooth
 
-Writes ``smoothing.png`` (raw vs smoothed, trade-off curves), ``smoothed.csv`` (raw, attention,
-MA and EMA at equal roughness), ``tradeoff.csv`` (every method across its setting) and
-``metrics.json``; prints the comparison at equal roughness.
+Rows whose labels are dates are sorted by date, oldest first (the smoother is causal), and the
+command says so; two rows with the same date are an error. Writes ``smoothing.png`` (raw vs
+smoothed, trade-off curves), ``smoothed.csv`` (raw, attention, MA and EMA at equal roughness),
+``tradeoff.csv`` (every method across its setting) and ``metrics.json``; prints the comparison at
+equal roughness. The computation is :mod:`selfattention.apps.smoothing`.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import sys
+import io
+import json
+import math
 from pathlib import Path
 
-import numpy as np
+from selfattention.apps import datasets
+from selfattention.apps import smoothing as sm
+from selfattention.cli._common import EXIT_USAGE, error, one_line
+from selfattention.cli._files import out_folder, write_text
+
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--column", "-k", help="value column (default: Close with --demo)")
     parser.add_argument("--label-column", help="label column, e.g. dates (default: the first)")
-    parser.add_argument("--demo", action="store_true", help="S&P 500 daily closes 1999-2018")
+    parser.add_argument(
+        "--demo", action="store_true", help="S&P 500 daily closes 1999-2018 (data set sp500)"
+    )
     parser.add_argument(
         "--missing",
         choices=("error", "drop", "interpolate"),
@@ -39,117 +50,99 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", "-o", type=Path, default=Path("results/smooth"))
 
 
-def _ema_at(x: np.ndarray, target: float) -> tuple[float, np.ndarray]:
-    # Roughness falls monotonically as alpha falls: bisect for the alpha with the target roughness.
-    from selfattention.apps import smoothing as sm
-
-    lo, hi = 1e-4, 1.0
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        if sm.roughness(x, sm.exponential_moving_average(x, mid)) > target:
-            hi = mid
-        else:
-            lo = mid
-    a = (lo + hi) / 2
-    return a, sm.exponential_moving_average(x, a)
-
-
-def _ma_at(x: np.ndarray, target: float) -> tuple[int, np.ndarray]:
-    from selfattention.apps import smoothing as sm
-
-    best = min(range(1, 200), key=lambda n: abs(sm.roughness(x, sm.moving_average(x, n)) - target))
-    return best, sm.moving_average(x, best)
+def _inputs(args: argparse.Namespace) -> tuple[Path | None, sm.SmoothConfig]:
+    """The CSV path (None with --demo) and the config; ValueError for bad options."""
+    config = sm.SmoothConfig(
+        temperature=args.temperature,
+        decay=None if args.no_position else args.decay,
+        lags=args.lags,
+        window=args.window,
+    )
+    if args.demo and args.path is not None:
+        raise ValueError("give a CSV path or --demo, not both")
+    if not args.demo:
+        if args.path is None:
+            raise ValueError("give a CSV path and --column, or --demo")
+        if not args.column:
+            raise ValueError("--column is required with a CSV path")
+    return args.path, config
 
 
-def _zoom(x: np.ndarray, width: int = 160) -> tuple[int, int]:
-    # Show the most volatile stretch: that is where smoothers differ.
-    if len(x) <= width:
-        return 0, len(x)
-    moves = np.abs(np.diff(x, prepend=x[0]))
-    vol = np.convolve(moves, np.ones(width), mode="valid")
-    start = int(np.argmax(vol))
-    return start, start + width
+def _finite(value: object) -> object:
+    """JSON has no Infinity/NaN: such floats (e.g. --temperature inf) are written as strings."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _csv(header: list[str], rows: list[list[object]]) -> str:
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def run(args: argparse.Namespace) -> int:
-    from selfattention.apps import datasets
-    from selfattention.apps import smoothing as sm
-
     try:
-        if args.demo:
-            path = datasets.fetch("sp500")
-            series = sm.load_series(path, args.column or "Close", missing=args.missing)
-            series = sm.Series(series.values, series.labels, "S&P 500 close", series.dropped)
-        elif args.path is not None:
-            if not args.column:
-                print("error: --column is required with a CSV path", file=sys.stderr)
-                return 2
-            series = sm.load_series(
-                args.path, args.column, label_column=args.label_column, missing=args.missing
-            )
-        else:
-            print("error: give a CSV path and --column, or --demo", file=sys.stderr)
-            return 2
-        x = series.values
-        decay = None if args.no_position else args.decay
-        kw = dict(temperature=args.temperature, decay=decay, lags=args.lags, window=args.window)
-        att = sm.attention_smooth(x, **kw)
-    except (FileNotFoundError, ValueError, datasets.DataUnavailable) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-
-    r = sm.roughness(x, att)
-    alpha, ema = _ema_at(x, r)
-    n, ma = _ma_at(x, r)
-    chosen = {
-        f"attention (τ={args.temperature:g}, ℓ={decay})": att,
-        f"EMA (α={alpha:.3f})": ema,
-        f"moving average (n={n})": ma,
-    }
-    rows = sm.tradeoff(
-        x, temperature=args.temperature, decay=args.decay, lags=args.lags, window=args.window
-    )
-    levels = sm.compare_at_roughness(rows)
-
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    png = sm.plot(series, chosen, rows, out / "smoothing.png", zoom=_zoom(x))
-    with open(out / "smoothed.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["label", "raw", "attention", "ema", "moving_average"])
-        for i in range(len(x)):
-            w.writerow([series.labels[i], x[i], f"{att[i]:.6g}", f"{ema[i]:.6g}", f"{ma[i]:.6g}"])
-    with open(out / "tradeoff.csv", "w", newline="") as f:
-        w = csv.DictWriter(
-            f, fieldnames=["method", "setting", "roughness", "lag", "tracking_error"]
+        path, config = _inputs(args)
+        out = out_folder(args.out)
+    except ValueError as e:
+        error(one_line(e))
+        return EXIT_USAGE
+    if path is None:  # --demo: located, never installed (DataUnavailable names the fetch command)
+        series = sm.load_series(
+            datasets.require("sp500"), args.column or "Close", missing=args.missing
         )
-        w.writeheader()
-        w.writerows(rows)
-    from selfattention.apps.training import write_metrics
+        series = sm.Series(series.values, series.labels, "S&P 500 close", series.dropped,
+                           series.order)  # fmt: skip
+    else:
+        series = sm.load_series(
+            path, args.column, label_column=args.label_column, missing=args.missing
+        )
+    result = sm.compare(series, config)
+    x = series.values
 
-    at_equal = {name: {**sm.score(x, y), **sm.by_regime(x, y)} for name, y in chosen.items()}
-    write_metrics(
-        out / "metrics.json",
-        {
-            "series": series.name,
-            "points": len(x),
-            "missing_handled": series.dropped,
-            "settings": kw,
-            "at_equal_roughness": at_equal,
-            "by_roughness_level": levels,
-        },
+    png = sm.plot(series, result.chosen, result.rows, out / "smoothing.png", zoom=result.zoom)
+    att, ema, ma = result.chosen.values()
+    table = [
+        [series.labels[i], x[i], f"{att[i]:.6g}", f"{ema[i]:.6g}", f"{ma[i]:.6g}"]
+        for i in range(len(x))
+    ]
+    write_text(
+        out / "smoothed.csv", _csv(["label", "raw", "attention", "ema", "moving_average"], table)
     )
-    print(
-        f"{series.name}: {len(x)} points; wrote {png}, {out / 'smoothed.csv'}, "
-        f"{out / 'tradeoff.csv'}, {out / 'metrics.json'}"
-    )
+    fields = ["method", "setting", "roughness", "lag", "tracking_error"]
+    write_text(out / "tradeoff.csv", _csv(fields, [[r[f] for f in fields] for r in result.rows]))
+    metrics = {
+        "series": series.name,
+        "points": len(x),
+        "order": series.order,
+        "missing_handled": series.dropped,
+        "settings": result.settings,
+        "at_equal_roughness": result.at_equal,
+        "by_roughness_level": result.levels,
+    }
+    write_text(out / "metrics.json", json.dumps(_finite(metrics), indent=2) + "\n")
+    _print(series, result, [png, out / "smoothed.csv", out / "tradeoff.csv", out / "metrics.json"])
+    return 0
+
+
+def _print(series: sm.Series, result: sm.Comparison, written: list[Path]) -> None:
+    print(f"{series.name}: {len(series.values)} points; wrote {', '.join(map(str, written))}")
+    if series.order != sm.FILE_ORDER:
+        print(f"rows {series.order}")
     print(
         f"\n{'':<36}{'all':>29} |{'volatile 10%':>21} |{'calm 90%':>21}\n{'method':<36}"
         f"{'roughness':>10}{'lag':>8}{'track err':>11} |"
         + f"{'roughness':>10}{'track err':>11} |"
         * 2
     )
-    for name, s in at_equal.items():
+    for name, s in result.at_equal.items():
         v, c = s["volatile"], s["calm"]
         print(
             f"{name:<36}{s['roughness']:>10.3f}{s['lag']:>8.2f}{s['tracking_error']:>11.2f} |"
@@ -160,8 +153,7 @@ def run(args: argparse.Namespace) -> int:
         f"\nat equal roughness (interpolated along each sweep):\n{'method':<26}"
         f"{'roughness':>10}{'lag':>8}{'track err':>11}"
     )
-    for row in levels:
+    for row in result.levels:
         lag = "-" if row["lag"] is None else f"{row['lag']:.2f}"
         te = "-" if row["tracking_error"] is None else f"{row['tracking_error']:.2f}"
         print(f"{row['method']:<26}{row['roughness']:>10.2f}{lag:>8}{te:>11}")
-    return 0

@@ -9,8 +9,6 @@ import base64
 import hashlib
 import json
 import re
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -455,22 +453,6 @@ def test_cli_viz_json_mixes_deep_and_one_layer_sequences(rng, tmp_path, capsys):
     assert data[0]["layers"] == [0, 5] and data[1]["layers"] == [0]
     assert main(["viz", "json", str(src), "--out", str(out), "--layers", "4-5"]) == 0
     assert "'glove' has 1 layers; --layers 4-5 selects none" in capsys.readouterr().err
-
-
-def test_cli_viz_image_delegates_to_the_vision_app(monkeypatch, capsys):
-    calls = []
-    fake = types.ModuleType("selfattention.apps.vision")
-    fake.add_viz_image_arguments = lambda p: p.add_argument("--query", type=int, default=0)
-    fake.run_viz_image = lambda args: calls.append(args.query) or 0
-    monkeypatch.setitem(sys.modules, "selfattention.apps.vision", fake)
-    assert main(["viz", "image", "--query", "5"]) == 0
-    assert calls == [5]
-
-    monkeypatch.setitem(sys.modules, "selfattention.apps.vision", types.ModuleType("empty"))
-    with pytest.raises(SystemExit) as exc:
-        main(["viz", "image"])
-    assert exc.value.code == 2
-    assert "run_viz_image" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- user text, atomic files

@@ -25,7 +25,7 @@ from pathlib import Path
 TASKS: dict[str, str] = {
     "pos": "selfattention.apps.text.pos",
     "polarity": "selfattention.apps.text.polarity",
-    "images": "selfattention.apps.vision.train",
+    "images": "selfattention.cli.tasks.images",
 }
 
 

@@ -3,63 +3,27 @@
 selfattention viz json attention.json --out DIR [--layers 0,5] [--heads 0-3]
     -> DIR/grid.png (layers × heads heatmaps; one PNG per sequence if there are several)
        and DIR/report.html (the interactive, self-contained report)
-selfattention viz image ...
-    -> the vision app's options (``selfattention viz image --help``)
+selfattention viz image -c results/images --index 0 7 [--patch ROW,COL] --out DIR
+    -> DIR/image_<i>.png, DIR/image_<i>_grid.png, DIR/report.html
+       (:mod:`selfattention.apps.vision.inspect`)
+
+matplotlib and the vision app are imported by the run functions, not when the parser is built.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 import sys
 from pathlib import Path
 
+from selfattention.cli._common import EXIT_USAGE, error, one_line
+from selfattention.cli._files import out_folder
+
 __all__ = ["add_arguments", "run"]
 
 
-class _LazyParser(argparse.ArgumentParser):
-    """A sub-parser that adds its arguments only when it is used (``loader(parser)``), so that
-    ``viz json`` never imports the vision app."""
-
-    def __init__(self, *args, loader=None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._loader = loader
-
-    def parse_known_args(self, args=None, namespace=None):
-        if self._loader is not None:
-            loader, self._loader = self._loader, None
-            loader(self)
-        return super().parse_known_args(args, namespace)
-
-
-def _load_vision(parser: argparse.ArgumentParser) -> None:
-    name = "selfattention.apps.vision"
-    try:
-        module = importlib.import_module(name)
-    except ImportError as exc:
-        parser.error(
-            f"'viz image' needs the vision app ({name}), which could not be imported: {exc}"
-        )
-    add = getattr(module, "add_viz_image_arguments", None)
-    run_image = getattr(module, "run_viz_image", None)
-    if add is None or run_image is None:
-        parser.error(
-            f"'viz image' needs {name}.add_viz_image_arguments and {name}.run_viz_image; "
-            "this build of the vision app does not provide them"
-        )
-    add(parser)
-    parser.set_defaults(_viz_image_run=run_image)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="viz_command", metavar="WHAT", parser_class=_LazyParser)
-    j = sub.add_parser(
-        "json",
-        help="heatmap grid PNG and report.html from an attention.json file",
-        description="Render the layers × heads grid (PNG) and the HTML report from an "
-        "attention.json file (as written by `selfattention explain`).",
-    )
+def _add_json_arguments(j: argparse.ArgumentParser) -> None:
     j.add_argument("path", type=Path, help="attention.json")
     j.add_argument("--out", type=Path, default=Path("results/viz"), help="output folder")
     j.add_argument(
@@ -69,13 +33,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     j.add_argument("--title", default=None, help="report title (default: the file name)")
     j.add_argument("--dpi", type=float, default=110.0, help="PNG resolution")
     j.add_argument("--no-mean", action="store_true", help="leave out the 'mean of heads' column")
-    sub.add_parser(
-        "image",
-        help="attention on image patches (the vision app; see `viz image --help`)",
-        description="Attention of a chosen patch and attention rollout drawn over images.",
-        loader=_load_vision,
+
+
+def _add_image_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint",
+        "-c",
+        type=Path,
+        default=Path("results") / "images",
+        help="checkpoint of `selfattention train images` (default: results/images)",
     )
-    parser.set_defaults(_viz_parser=parser)
+    p.add_argument(
+        "--index", "-i", type=int, nargs="+", default=[0], help="test image index(es) (default: 0)"
+    )
+    p.add_argument(
+        "--patch",
+        "-p",
+        default=None,
+        help="query patch: index (row-major) or ROW,COL; default: the centre patch",
+    )
+    p.add_argument("--layers", help="layers in the grid PNG, e.g. '0,3' or '1-2'")
+    p.add_argument("--heads", help="heads in the grid PNG, e.g. '0-1'")
+    p.add_argument("--data-dir", type=Path, help="folder with the Fashion-MNIST idx files")
+    p.add_argument(
+        "--out",
+        "-o",
+        type=Path,
+        default=Path("results") / "viz-image",
+        help="output folder (default: results/viz-image)",
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="viz_command", metavar="WHAT")
+    _add_json_arguments(
+        sub.add_parser(
+            "json",
+            help="heatmap grid PNG and report.html from an attention.json file",
+            description="Render the layers × heads grid (PNG) and the HTML report from an "
+            "attention.json file (as written by `selfattention explain`).",
+        )
+    )
+    _add_image_arguments(
+        sub.add_parser(
+            "image",
+            help="attention of a patch and attention rollout over test images",
+            description="Where a vision transformer trained by `selfattention train images` "
+            "looks: the attention of one patch, its rollout through the layers, a layers × "
+            "heads grid and an HTML report, for each chosen test image.",
+        )
+    )
+    parser.set_defaults(_viz_help=parser.format_help)
 
 
 def _slug(text: str) -> str:
@@ -101,10 +110,10 @@ def _fit(spec: str | None, n: int, name: str, record: str) -> list[int] | None:
 def _run_json(args: argparse.Namespace) -> int:
     from selfattention import viz
 
-    out: Path = args.out
     written = []
     try:
         records = viz.load_json(args.path)
+        out = out_folder(args.out)  # checked before drawing, after the cheap read of the input
         for k, r in enumerate(records):
             r.layers = _fit(args.layers, r.weights.shape[0], "layers", r.name)
             r.heads = _fit(args.heads, r.weights.shape[1], "heads", r.name)
@@ -128,21 +137,46 @@ def _run_json(args: argparse.Namespace) -> int:
             )
         )
     except FileNotFoundError:
-        print(f"error: no such file: {args.path}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        error(f"no such file: {args.path}")
+        return EXIT_USAGE
+    except UnicodeDecodeError:
+        error(f"{args.path} is not a text file; expected an attention.json")
+        return EXIT_USAGE
+    except (ValueError, TypeError, OSError) as exc:
+        error(one_line(exc))
+        return EXIT_USAGE
     for p in written:
         print(p)
     return 0
 
 
+def _run_image(args: argparse.Namespace) -> int:
+    import torch
+
+    from selfattention.apps.vision.classifier import load_classifier
+    from selfattention.apps.vision.data import load_dataset
+    from selfattention.apps.vision.inspect import ViewConfig, image_views, write_views
+
+    if args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    config = ViewConfig(
+        indices=tuple(args.index), patch=args.patch, layers=args.layers, heads=args.heads
+    )
+    out = out_folder(args.out)  # before loading anything: a bad --out costs no waiting
+    torch.set_num_threads(args.threads)
+    clf = load_classifier(args.checkpoint)
+    if args.data_dir is not None and clf.dataset != "fashion-mnist":
+        raise ValueError(f"--data-dir is for fashion-mnist; the checkpoint uses {clf.dataset!r}")
+    views = image_views(clf, load_dataset(clf.dataset, root=args.data_dir), config)
+    for path in write_views(views, clf, out):
+        print(path)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    command = getattr(args, "viz_command", None)
-    if command == "json":
+    if args.viz_command == "json":
         return _run_json(args)
-    if command == "image":
-        return int(args._viz_image_run(args) or 0)
-    args._viz_parser.print_help()
-    return 2
+    if args.viz_command == "image":
+        return _run_image(args)
+    print(args._viz_help(), file=sys.stderr)
+    return EXIT_USAGE

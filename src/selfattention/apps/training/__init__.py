@@ -1,0 +1,50 @@
+"""Training utilities shared by every classifier and tagger in ``selfattention.apps``.
+
+* :class:`FitConfig` + :func:`fit` (``loop.py``): AdamW, gradient clipping, optional linear
+  warm-up and decay, early stopping on dev accuracy, a time limit, the best weights saved as a
+  checkpoint and ``resume=True`` to continue a run; returns a :class:`History`. Ctrl-C re-raises
+  ``KeyboardInterrupt`` with a message naming the last checkpoint.
+* :func:`save_checkpoint` / :func:`load_checkpoint` (``checkpoint.py``): a folder whose
+  ``config.json`` manifest is written last, so that an interrupt at any point leaves the previous
+  checkpoint loadable. No pickles.
+* :func:`write_metrics` (``files.py``) writes a metrics dict as JSON, atomically.
+"""
+
+from selfattention.apps.training.checkpoint import (
+    CheckpointError,
+    CheckpointMismatch,
+    check_same_config,
+    load_checkpoint,
+    load_optimizer,
+    load_tensors,
+    read_checkpoint_extra,
+    save_checkpoint,
+)
+from selfattention.apps.training.files import write_atomic, write_metrics
+from selfattention.apps.training.loop import (
+    FitConfig,
+    History,
+    evaluate,
+    fit,
+    format_epoch,
+    set_seed,
+)
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointMismatch",
+    "FitConfig",
+    "History",
+    "check_same_config",
+    "evaluate",
+    "fit",
+    "format_epoch",
+    "load_checkpoint",
+    "load_optimizer",
+    "load_tensors",
+    "read_checkpoint_extra",
+    "save_checkpoint",
+    "set_seed",
+    "write_atomic",
+    "write_metrics",
+]

@@ -1,0 +1,423 @@
+"""The training loop: a frozen :class:`FitConfig` and :func:`fit`, which returns a :class:`History`.
+
+One epoch = AdamW steps over the training batches (learning rate from a warm-up/decay schedule,
+gradient norm clipped), then the dev set is scored. The best dev accuracy so far is saved to
+``config.checkpoint``; the latest state (weights, AdamW, RNG, history) to
+``config.checkpoint / "last"`` so that ``resume=True`` continues exactly where a run stopped.
+
+A batch is a pair ``(inputs, targets)``. The model is called as ``model(*inputs)`` when ``inputs``
+is a tuple, ``model(**inputs)`` when it is a dict and ``model(inputs)`` otherwise.
+``loss_fn(output, targets)`` returns a scalar tensor; ``metric_fn(output, targets)`` returns
+``(correct, total)`` counts so that accuracy over padded batches adds up exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from selfattention.apps.training.checkpoint import (
+    CheckpointError,
+    CheckpointMismatch,
+    check_same_config,
+    load_checkpoint,
+    load_optimizer,
+    load_tensors,
+    read_checkpoint_extra,
+    save_checkpoint,
+)
+
+__all__ = ["Batches", "FitConfig", "History", "evaluate", "fit", "format_epoch", "set_seed"]
+
+Batch = tuple[Any, Any]
+# A re-iterable of batches, or ``f(epoch) -> batches`` (to reshuffle each epoch).
+Batches = Iterable[Batch] | Callable[[int], Iterable[Batch]]
+LossFn = Callable[[Any, Any], torch.Tensor]
+MetricFn = Callable[[Any, Any], tuple[int, int]]
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators so that a run can be repeated exactly."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"set_seed: seed must be an int, got {type(seed).__name__}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (code that uses the global NumPy generator)
+    torch.manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How :func:`fit` trains.
+
+    Attributes:
+        checkpoint: folder for the best weights; the latest state goes to ``checkpoint/last``.
+        epochs: at most this many epochs (counted over resumed runs too).
+        lr: peak learning rate. With ``warmup_steps`` it rises linearly over that many steps
+            (``lr * (step + 1) / warmup``); with ``decay`` it then falls linearly to 0 at the
+            end of ``epochs``.
+        patience: stop after this many epochs without a better dev accuracy (None: never).
+        weight_decay: AdamW's decoupled weight decay.
+        grad_clip: clip the gradients' global L2 norm to this (None: no clipping).
+        time_limit: stop after this many seconds (checked between batches; the cut epoch is
+            still scored and saved).
+        resume: continue from ``checkpoint/last`` (its options must match the model's).
+        progress: show a tqdm bar with the running loss and accuracy.
+    """
+
+    checkpoint: Path
+    epochs: int = 10
+    lr: float = 1e-3
+    patience: int | None = None
+    weight_decay: float = 0.01
+    grad_clip: float | None = 1.0
+    warmup_steps: int = 0
+    decay: bool = False
+    time_limit: float | None = None
+    resume: bool = False
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "checkpoint", Path(self.checkpoint))
+
+        def need(ok: bool, name: str, expected: str) -> None:
+            if not ok:
+                raise ValueError(
+                    f"FitConfig: {name} must be {expected}, got {getattr(self, name)!r}"
+                )
+
+        def is_int(x: Any) -> bool:
+            return isinstance(x, int) and not isinstance(x, bool)
+
+        def is_num(x: Any) -> bool:
+            return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+        need(is_int(self.epochs) and self.epochs >= 1, "epochs", "a positive int")
+        need(is_num(self.lr) and self.lr > 0, "lr", "a finite number > 0")
+        need(self.patience is None or (is_int(self.patience) and self.patience >= 1),
+             "patience", "a positive int or None")  # fmt: skip
+        need(is_num(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a number >= 0")
+        need(self.grad_clip is None or (is_num(self.grad_clip) and self.grad_clip > 0),
+             "grad_clip", "a number > 0 or None")  # fmt: skip
+        need(is_int(self.warmup_steps) and self.warmup_steps >= 0, "warmup_steps", "an int >= 0")
+        need(self.time_limit is None or (is_num(self.time_limit) and self.time_limit >= 0),
+             "time_limit", "a number of seconds >= 0 or None")  # fmt: skip
+
+    @property
+    def last(self) -> Path:
+        """Where the latest state (for ``resume``) is kept."""
+        return self.checkpoint / "last"
+
+
+@dataclass(frozen=True)
+class History:
+    """What :func:`fit` did. ``rows`` holds one dict per epoch: ``epoch``, ``train_loss``,
+    ``train_accuracy``, ``dev_loss``, ``dev_accuracy``, ``elapsed`` (seconds since the start)."""
+
+    rows: tuple[dict[str, float], ...]
+    best_epoch: int
+    best_dev_accuracy: float
+    stopped: str  # "patience" | "epochs" | "time_limit"
+    seconds: float
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"history": [rows], "best_epoch", "best_dev_accuracy", "epochs_run", "stopped",
+        "seconds"}`` (JSON-ready)."""
+        return {
+            "history": [dict(r) for r in self.rows],
+            "best_epoch": self.best_epoch,
+            "best_dev_accuracy": self.best_dev_accuracy,
+            "epochs_run": self.epochs_run,
+            "stopped": self.stopped,
+            "seconds": self.seconds,
+        }
+
+
+def format_epoch(row: Mapping[str, float], improved: bool) -> str:
+    """One line about an epoch, ``*`` marking a new best (for an ``on_epoch`` printer)."""
+    return (
+        f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc "
+        f"{row['train_accuracy']:.4f} | dev loss {row['dev_loss']:.4f} acc "
+        f"{row['dev_accuracy']:.4f}{' *' if improved else ''}"
+    )
+
+
+def fit(
+    model: nn.Module,
+    train_batches: Batches,
+    dev_batches: Iterable[Batch],
+    config: FitConfig,
+    *,
+    loss_fn: LossFn,
+    metric_fn: MetricFn,
+    meta: Mapping[str, Any] | None = None,
+    param_groups: list[dict] | None = None,
+    on_epoch: Callable[[dict[str, float], bool], None] | None = None,
+) -> History:
+    """Train ``model`` with AdamW and early stopping on dev accuracy; on return it holds the
+    best weights, which are also saved in ``config.checkpoint`` with ``meta`` as their config.
+
+    Args:
+        meta: JSON-serialisable config saved with the weights (what rebuilds the model); on
+            resume it must equal the saved one, else :class:`CheckpointMismatch` names the keys.
+        param_groups: AdamW parameter groups (e.g. a smaller rate for a pretrained encoder);
+            default: every parameter with ``requires_grad``.
+        on_epoch: called after each epoch with its row and whether dev accuracy improved.
+
+    Raises:
+        KeyboardInterrupt: on Ctrl-C, re-raised with a message naming the last checkpoint.
+    """
+    meta = dict(meta or {})
+    optimizer = _optimizer(model, config, param_groups)
+    run = _resume(model, optimizer, config, meta) if config.resume else _Run()
+    schedule = _Schedule(config, train_batches, run.epoch)
+    clock = _Clock(config.time_limit, run.history[-1]["elapsed"] if run.history else 0.0)
+    stopped = run.stop_reason(config)
+    try:
+        while stopped is None:
+            if clock.expired():
+                stopped = "time_limit"
+                break
+            row, cut = _train_epoch(model, optimizer, train_batches, run, config, schedule,
+                                    clock, loss_fn, metric_fn)  # fmt: skip
+            if row is None:  # the time ran out before this epoch's first batch
+                stopped = "time_limit"
+                break
+            dev = evaluate(model, dev_batches, loss_fn=loss_fn, metric_fn=metric_fn)
+            row.update(dev_loss=dev["loss"], dev_accuracy=dev["accuracy"], elapsed=clock.elapsed())
+            improved = run.record(row)
+            if improved:
+                save_checkpoint(config.checkpoint, model, meta, extra=row)
+            _save_last(config, model, optimizer, meta, run)
+            if on_epoch is not None:
+                on_epoch(row, improved)
+            stopped = "time_limit" if cut else run.stop_reason(config)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_where_to_resume(config)) from None
+    if not run.history:
+        raise RuntimeError(f"fit: time_limit={config.time_limit}s ran out before the first batch")
+    state, _ = load_checkpoint(config.checkpoint)
+    model.load_state_dict(state)
+    return History(tuple(run.history), run.best_epoch, run.best_dev_accuracy, stopped,
+                   clock.elapsed())  # fmt: skip
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, batches: Iterable[Batch], *, loss_fn: LossFn, metric_fn: MetricFn
+) -> dict[str, float]:
+    """Mean loss (weighted by the metric's ``total``) and accuracy of ``model`` over ``batches``."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, total = 0.0, 0, 0
+    for inputs, targets in batches:
+        out = _call(model, inputs)
+        c, t = metric_fn(out, targets)
+        loss_sum += float(loss_fn(out, targets)) * int(t)
+        correct, total = correct + int(c), total + int(t)
+    model.train(was_training)
+    if total == 0:
+        raise ValueError("evaluate: the batches held no examples")
+    return {"loss": loss_sum / total, "accuracy": correct / total}
+
+
+# ---------------------------------------------------------------------------------------------
+# the pieces of the loop
+
+
+@dataclass
+class _Run:
+    """Where a run stands; saved in ``last`` so that a resumed run continues from it."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_dev_accuracy: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    epoch: int = 0  # epochs finished
+    step: int = 0  # optimizer steps taken
+
+    def record(self, row: dict[str, float]) -> bool:
+        """Add an epoch's row; True when its dev accuracy is the best so far."""
+        self.history.append(row)
+        self.epoch = int(row["epoch"])
+        if row["dev_accuracy"] > self.best_dev_accuracy:
+            self.best_dev_accuracy, self.best_epoch, self.bad_epochs = (
+                row["dev_accuracy"],
+                self.epoch,
+                0,
+            )
+            return True
+        self.bad_epochs += 1
+        return False
+
+    def stop_reason(self, config: FitConfig) -> str | None:
+        if config.patience is not None and self.bad_epochs >= config.patience:
+            return "patience"
+        return "epochs" if self.epoch >= config.epochs else None
+
+
+class _Clock:
+    def __init__(self, limit: float | None, already: float) -> None:
+        self.limit, self.t0 = limit, time.perf_counter() - already
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def expired(self) -> bool:
+        return self.limit is not None and self.elapsed() > self.limit
+
+
+class _Schedule:
+    """Learning-rate factor per step: linear warm-up, then constant or linear decay to 0."""
+
+    def __init__(self, config: FitConfig, batches: Batches, epoch: int) -> None:
+        self.warmup = config.warmup_steps
+        self.total = _count(batches, epoch) * config.epochs if config.decay else None
+
+    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> None:
+        if self.warmup and step < self.warmup:
+            factor = (step + 1) / self.warmup
+        elif self.total:
+            factor = max(0.0, (self.total - step) / max(1, self.total - self.warmup))
+        else:
+            factor = 1.0
+        for g in optimizer.param_groups:
+            g["lr"] = g["initial_lr"] * factor
+
+
+def _optimizer(
+    model: nn.Module, config: FitConfig, param_groups: list[dict] | None
+) -> torch.optim.Optimizer:
+    groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    for g in optimizer.param_groups:
+        g.setdefault("initial_lr", g["lr"])
+    return optimizer
+
+
+def _train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Batches,
+    run: _Run,
+    config: FitConfig,
+    schedule: _Schedule,
+    clock: _Clock,
+    loss_fn: LossFn,
+    metric_fn: MetricFn,
+) -> tuple[dict[str, float] | None, bool]:
+    """One pass over the training batches: ``(row or None if no batch ran, cut by the clock)``."""
+    model.train()
+    loss_sum, correct, total, cut = 0.0, 0, 0, False
+    epoch = run.epoch + 1
+    bar = _bar(
+        _epoch_batches(batches, run.epoch), config.progress, f"epoch {epoch}/{config.epochs}"
+    )
+    for inputs, targets in bar:
+        if clock.expired():
+            cut = True  # finish this epoch early: it is scored and saved like any other
+            break
+        schedule.apply(optimizer, run.step)
+        out = _call(model, inputs)
+        loss = loss_fn(out, targets)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"fit: loss became {loss.item()} at epoch {epoch}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        run.step += 1
+        with torch.no_grad():
+            c, t = metric_fn(out, targets)
+        loss_sum += float(loss.detach()) * int(t)
+        correct, total = correct + int(c), total + int(t)
+        if config.progress:
+            bar.set_postfix(loss=f"{loss_sum / total:.4f}", acc=f"{correct / total:.4f}")
+    if total == 0 and cut:
+        return None, True
+    if total == 0:
+        raise ValueError(
+            f"fit: train_batches yielded no examples in epoch {epoch}; expected at least "
+            "one (inputs, targets) batch"
+        )
+    return {"epoch": epoch, "train_loss": loss_sum / total, "train_accuracy": correct / total}, cut
+
+
+def _save_last(
+    config: FitConfig, model: nn.Module, optimizer: torch.optim.Optimizer, meta: dict, run: _Run
+) -> None:
+    seed = random.randrange(2**31)  # the next epoch's Python RNG, reproducible on resume
+    random.seed(seed)
+    extra = {**asdict(run), "python_seed": seed}
+    rng = {"rng": {"torch": torch.get_rng_state()}}
+    save_checkpoint(config.last, model, meta, extra=extra, optimizer=optimizer, tensors=rng)
+
+
+def _resume(
+    model: nn.Module, optimizer: torch.optim.Optimizer, config: FitConfig, meta: dict
+) -> _Run:
+    if not (config.last / "config.json").is_file():
+        raise CheckpointError(f"cannot resume: {config.last} holds no checkpoint of an earlier run")
+    check_same_config(config.last, meta)
+    state, _ = load_checkpoint(config.last)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # same options, yet other shapes: say so in one line
+        first = str(e).strip().splitlines()[-1].strip()
+        raise CheckpointMismatch(
+            f"cannot resume from {config.last}: the model differs ({first})"
+        ) from e
+    load_optimizer(config.last, optimizer)
+    extra = read_checkpoint_extra(config.last)
+    torch.set_rng_state(load_tensors(config.last, "rng")["torch"])
+    random.seed(int(extra.pop("python_seed")))
+    return _Run(**extra)
+
+
+def _where_to_resume(config: FitConfig) -> str:
+    try:
+        epoch = read_checkpoint_extra(config.last).get("epoch")
+    except CheckpointError:
+        return "no checkpoint was written yet (interrupted in the first epoch)"
+    return f"last checkpoint: {config.last} (epoch {epoch}; best weights in {config.checkpoint})"
+
+
+def _call(model: nn.Module, inputs: Any) -> Any:
+    if isinstance(inputs, tuple):
+        return model(*inputs)
+    if isinstance(inputs, Mapping):
+        return model(**inputs)
+    return model(inputs)
+
+
+def _epoch_batches(batches: Batches, epoch: int) -> Iterable[Batch]:
+    return batches(epoch) if callable(batches) else batches
+
+
+def _count(batches: Batches, epoch: int) -> int:
+    it = _epoch_batches(batches, epoch)
+    try:
+        return len(it)  # type: ignore[arg-type]
+    except TypeError:
+        return sum(1 for _ in it)
+
+
+def _bar(it: Iterable, progress: bool, desc: str) -> Any:
+    if not progress:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, leave=False, dynamic_ncols=True)

@@ -22,8 +22,10 @@ class AttentionCall:
 
     ``mask`` is the user's bool mask only (True = may attend) and ``bias`` the additive float bias,
     both 4-D (leading axes added at validation) and broadcastable to (b, h, i, j);
-    ``causal`` and ``window`` = (left, right) are kept symbolic so that kernels can skip work.
-    ``allowed()`` materialises all three as one bool mask for the paths that need it.
+    ``causal``, ``window`` = (left, right) (clamped to left <= n_q - 1, right <= n_k - 1) and
+    ``grid`` (a 2-D ``Neighborhood``, or None) are kept symbolic so that kernels can skip work;
+    ``allowed()`` materialises them all as one bool mask for the paths that need it.
+    ``normalize`` is the resolved ``Normalization`` object (never a name).
     """
 
     q: Tensor
@@ -34,9 +36,10 @@ class AttentionCall:
     causal: bool
     window: tuple[int | None, int | None] | None
     scale: float
-    normalize: str | _norm.Normalize
+    normalize: _norm.Normalization
     dropout_p: float
     return_weights: bool
+    grid: _masks.Neighborhood | None = None
 
     @property
     def q_len(self) -> int:
@@ -53,9 +56,23 @@ class AttentionCall:
             right = 0 if right is None else min(right, 0)
         return left, right
 
+    @property
+    def windowed(self) -> bool:
+        """Does the window leave out some key of some query? (A window >= n on both sides is
+        full attention.)"""
+        if self.window is None:
+            return False
+        left, right = self.window
+        return (left is not None and left < self.q_len - 1) or (
+            right is not None and right < self.k_len - 1
+        )
+
     def allowed(self) -> Tensor | None:
-        """User mask AND causal AND window AND finite bias, as one bool mask (or None)."""
-        m = _masks.build(self.mask, self.causal, self.window, self.q_len, self.k_len, self.q.device)
+        """User mask AND causal AND window AND grid AND finite bias, as one bool mask (or None)."""
+        window = self.window if self.windowed else None
+        m = _masks.build(
+            self.mask, self.causal, window, self.q_len, self.k_len, self.q.device, self.grid
+        )
         if self.bias is not None and bool(torch.isneginf(self.bias).any()):
             # -inf in an additive bias means "may not attend": treat it as masked, so no NaN.
             m = _masks.combine(m, ~torch.isneginf(self.bias))
@@ -111,8 +128,12 @@ def check_scale(value, name: str = "scale") -> float | None:
 
 
 def check_normalize(value, name: str = "normalize", allow_callable: bool = True):
-    """A name from ``normalize.NORMALIZATIONS``, or (if allowed) a callable (scores, mask) -> W."""
+    """A name from ``normalize.NORMALIZATIONS`` or a blockwise ``Normalization``, or (if allowed)
+    a callable (scores, mask) -> W. Returns ``value`` unchanged (``normalize.resolve`` makes the
+    object)."""
     if isinstance(value, str) and value in _norm.NORMALIZATIONS:
+        return value
+    if isinstance(value, _norm.Normalization) and (value.blockwise or allow_callable):
         return value
     if allow_callable and callable(value):
         return value
@@ -148,8 +169,13 @@ def make_call(
     normalize,
     dropout_p: float,
     return_weights: bool,
+    grid: _masks.Neighborhood | None = None,
 ) -> AttentionCall:
-    """Check every argument and name the culprit; returns the normalised request."""
+    """Check every argument and name the culprit; returns the normalised request.
+
+    ``grid`` (from ``neighborhood_attention``) restricts each patch of an H × W grid to its
+    k × k neighbourhood; q and k must then have H·W positions.
+    """
     for name, t in (("q", q), ("k", k), ("v", v)):
         _check_tensor(name, t)
     if not (q.dtype == k.dtype == v.dtype):
@@ -168,6 +194,11 @@ def make_call(
             "q, k, v must share (batch, heads), got "
             f"{tuple(q.shape[:2])}, {tuple(k.shape[:2])}, {tuple(v.shape[:2])}"
         )
+    if grid is not None and not (q.shape[-2] == k.shape[-2] == grid.size):
+        raise ValueError(
+            f"q and k must be (batch, heads, H·W={grid.size}, head_dim) for grid "
+            f"{(grid.height, grid.width)}, got {tuple(q.shape)} and {tuple(k.shape)}"
+        )
     target = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
     if mask is not None:
         mask = _as_4d(check_mask(mask, target))
@@ -182,10 +213,13 @@ def make_call(
     if not isinstance(causal, bool):
         raise TypeError(f"causal must be a bool, got {causal!r}")
     window_ = _masks.resolve_window(window)
+    if window_ is not None:
+        window_ = _masks.clamp_window(window_, q.shape[-2], k.shape[-2])
     scale = check_scale(scale)
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     check_normalize(normalize)
+    norm = _norm.resolve(normalize)
     if not (0.0 <= float(dropout_p) < 1.0):
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p!r}")
     return AttentionCall(
@@ -197,7 +231,8 @@ def make_call(
         causal,
         window_,
         float(scale),
-        normalize,
+        norm,
         float(dropout_p),
         bool(return_weights),
+        grid,
     )

@@ -1,29 +1,345 @@
-"""Row normalisations that turn relevance scores into weights.
+"""Row normalisations that turn relevance scores into weights, one object each.
 
-Each takes scores s (b, h, i, j) and ``allowed`` (bool, broadcastable, or None) and returns weights
-w (b, h, i, j) with w = 0 wherever a key is not allowed, and a row of zeros where no key is.
+A normalisation is resolved once, at the boundary (``AttentionCall.normalize`` holds the
+object), and every path asks the object, never its name:
 
-- softmax: w_ij = exp(s_ij) / sum_j' exp(s_ij'), computed in at least float32;
-- sum:     w_ij = s_ij / sum_j' s_ij'   (the write-ups' ``relevances /= sum(relevances)``);
-- relu:    w_ij = relu(s_ij) / n_i, n_i = number of keys query i may attend to;
-- a callable f(scores, allowed) -> weights: it sees 0 at disallowed scores, and its weights
-  there are set to 0 afterwards.
+- ``dense(s, allowed) -> W``: a whole row at once (the math path); also ``norm(s, allowed)``;
+- ``fold(state, s, allowed, v)`` then ``finish(state, out, stat)``: keys visited tile by tile and
+  folded into running row statistics (the blocked kernels: chunked, window, 2-D tiles), so no
+  row of the n_q × n_k matrix is stored; ``whole(...)`` is the one-tile shortcut;
+- ``grads(s, allowed, stat, delta, dO, V) -> (P, dS)``: the backward of one tile, recomputed from
+  the per-row statistic ``stat`` and δ = Σ_e dO ∘ O (FlashAttention-2 style).
+
+Scores s (b, h, i, j); ``allowed`` bool, broadcastable, or None. W = 0 wherever a key is not
+allowed, and a row of zeros where no key is (never NaN).
+
+    name     dense w_ij                   fold state                        stat (per row)
+    softmax  exp(s_ij) / Σ_j' exp(s_ij')  max m, l = Σ exp(s-m), Σ exp(s-m) v  lse = m + log l
+    sum      s_ij / Σ_j' s_ij'            z = Σ s, Σ s v                     z
+    relu     relu(s_ij) / c_i             c = #allowed keys, Σ relu(s) v     c
+
+Softmax is computed in at least float32; sum is the write-ups' ``relevances /= sum(relevances)``
+and raises ValueError on a row with keys whose scores sum to <= 0. A user callable
+f(scores, allowed) -> weights sees 0 at disallowed scores, and its weights there are set to 0; it
+has no blockwise form (it needs whole rows), so only the math path serves it.
+
+The statistic is what merges partial results over disjoint key sets exactly (for a later
+feature): softmax out = Σ_p exp(lse_p - lse) out_p with lse = logsumexp_p lse_p; sum and relu
+out = Σ_p stat_p out_p / Σ_p stat_p. A row without keys has ``empty_stat`` (lse = +inf, z = c = 1),
+which makes every recomputed weight of it zero.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 Normalize = Callable[[Tensor, Tensor | None], Tensor]
 
-__all__ = ["NORMALIZATIONS", "Normalize", "relu", "resolve", "softmax", "sum_"]
+__all__ = [
+    "NORMALIZATIONS",
+    "RELU",
+    "SOFTMAX",
+    "SUM",
+    "Normalization",
+    "Normalize",
+    "RowState",
+    "UserNormalization",
+    "relu",
+    "resolve",
+    "softmax",
+    "sum_",
+]
 
 
 def _compute_dtype(scores: Tensor) -> torch.dtype:
     return torch.float32 if scores.dtype in (torch.float16, torch.bfloat16) else scores.dtype
+
+
+def mm(a: Tensor, b: Tensor) -> Tensor:
+    """Batched a @ b; 3-D operands go straight to bmm, which reads strided views in place."""
+    return torch.bmm(a, b) if a.dim() == 3 and b.dim() == 3 else a @ b
+
+
+def _count(allowed: Tensor | None, s: Tensor) -> Tensor:
+    """Allowed keys per row of a tile s (..., R, C): (..., R, 1)."""
+    if allowed is None:
+        return torch.full((*s.shape[:-1], 1), float(s.shape[-1]), dtype=s.dtype, device=s.device)
+    return allowed.sum(-1, keepdim=True, dtype=s.dtype).expand((*s.shape[:-1], 1))
+
+
+@dataclass
+class RowState:
+    """Running statistics of a block of query rows: (..., R, 1) each, acc (..., R, e)."""
+
+    acc: Tensor | None = None
+    m: Tensor | None = None  # softmax: running max (finite; 0 where no key seen yet)
+    l: Tensor | None = None  # softmax: Σ exp(s - m); sum: Σ s
+    count: Tensor | None = None  # number of allowed keys (sum, relu)
+
+
+class Normalization:
+    """One normalisation: its dense form, blockwise fold and finish, and tile gradients.
+
+    Class attributes that the kernels read instead of comparing names:
+    ``fill`` is the score of a disallowed key inside a tile; ``neg_inf_is_nothing`` says that a
+    -inf score adds nothing (so a band may be added to the scores as 0/-inf); ``needs_count``
+    that ``fold`` uses the allowed-key count; ``needs_rows`` that ``finish`` checks rows and must
+    be told which rows are real (padding rows are not).
+    """
+
+    name: str = "?"
+    blockwise: bool = True
+    fill: float = 0.0
+    empty_stat: float = 1.0
+    neg_inf_is_nothing: bool = False
+    needs_count: bool = True
+    needs_rows: bool = False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    def __call__(self, scores: Tensor, allowed: Tensor | None) -> Tensor:
+        return self.dense(scores, allowed)
+
+    def dense(self, scores: Tensor, allowed: Tensor | None) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def mask_fill(self, s: Tensor, allowed: Tensor | None) -> Tensor:
+        """Fill disallowed scores of a tile in place with ``fill``."""
+        if allowed is not None:
+            s.masked_fill_(~allowed, self.fill)
+        return s
+
+    def fold(
+        self,
+        state: RowState,
+        s: Tensor,
+        allowed: Tensor | None,
+        v: Tensor,
+        count: Tensor | None = None,
+    ) -> None:
+        """Fold a tile of scores s (..., R, C) (overwritten) with values v (..., C, e) into state.
+
+        ``count`` (..., R, 1), the allowed keys per row, may be given when the caller has already
+        put -inf on the disallowed scores and passes ``allowed=None``.
+        """
+        raise NotImplementedError  # pragma: no cover
+
+    def finish(
+        self, state: RowState, out: Tensor, stat: Tensor, rows: Tensor | None = None
+    ) -> None:
+        """Write out (..., R, e) and stat (..., R, 1); ``rows`` (..., R, 1) marks the real rows."""
+        raise NotImplementedError  # pragma: no cover
+
+    def whole(
+        self,
+        s: Tensor,
+        allowed: Tensor | None,
+        v: Tensor,
+        out: Tensor,
+        stat: Tensor | None,
+        *,
+        maybe_empty: bool = True,
+        count: Tensor | None = None,
+        rows: Tensor | None = None,
+    ) -> None:
+        """One tile that holds every key its rows may see: out, and stat unless it is None."""
+        state = RowState()
+        self.fold(state, s, allowed, v, count)
+        if stat is None:
+            stat = out.new_empty((*out.shape[:-1], 1))
+        self.finish(state, out, stat, rows)
+
+    def grads(
+        self,
+        s: Tensor,
+        allowed: Tensor | None,
+        stat: Tensor,
+        delta: Tensor,
+        do: Tensor,
+        v: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """Recomputed weights p and score gradient ds of one tile (s is overwritten).
+
+        s (..., R, C) scaled+biased scores; stat, delta (..., R, 1); do (..., R, e); v (..., C, e).
+        """
+        raise NotImplementedError  # pragma: no cover
+
+    def _accumulate(self, state: RowState, s: Tensor, allowed, v: Tensor, count, row) -> None:
+        """Shared by sum and relu: acc += s v, count += allowed keys, l += row sums."""
+        pv = mm(s, v)
+        c = _count(allowed, s) if count is None else count
+        if state.acc is None:
+            state.acc, state.l, state.count = pv, row, c.clone()
+        else:
+            state.acc.add_(pv)
+            state.count = state.count + c
+            if row is not None:
+                state.l.add_(row)
+
+
+class Softmax(Normalization):
+    """w_ij = exp(s_ij) / Σ_j' exp(s_ij'); online: running max m and l = Σ exp(s - m); stat lse.
+
+    Backward: p = exp(s - lse), ds = p ∘ (dO Vᵀ - δ).
+    """
+
+    fill = float("-inf")  # exp -> 0
+    empty_stat = float("inf")
+    neg_inf_is_nothing = True
+    needs_count = False
+
+    def dense(self, scores: Tensor, allowed: Tensor | None) -> Tensor:
+        return softmax(scores, allowed)
+
+    def fold(self, state, s, allowed, v, count=None) -> None:
+        self.mask_fill(s, allowed)
+        m_tile = s.amax(-1, keepdim=True)
+        m_new = m_tile if state.m is None else torch.maximum(state.m, m_tile)
+        m_new = m_new.masked_fill(torch.isneginf(m_new), 0.0)  # rows without keys stay finite
+        p = s.sub_(m_new).exp_()
+        l_tile = p.sum(-1, keepdim=True)
+        pv = mm(p, v)
+        if state.acc is None:
+            state.acc, state.l = pv, l_tile
+        else:
+            alpha = torch.exp(state.m - m_new)
+            state.acc = state.acc.mul_(alpha).add_(pv)
+            state.l = state.l.mul_(alpha).add_(l_tile)
+        state.m = m_new
+
+    def finish(self, state, out, stat, rows=None) -> None:
+        empty = state.l == 0
+        l_safe = state.l.masked_fill(empty, 1.0)
+        torch.div(state.acc, l_safe, out=out)
+        torch.add(state.m, torch.log(l_safe), out=stat)
+        stat.masked_fill_(empty, self.empty_stat)
+
+    def whole(self, s, allowed, v, out, stat, *, maybe_empty=True, count=None, rows=None) -> None:
+        """torch's fused softmax does max, exp, sum and divide in one kernel; lse =
+        max_j s - log max_j p costs two cheap reads more, and only when ``stat`` is wanted.
+        Rows with no key (all -inf) are zeroed when ``maybe_empty``."""
+        self.mask_fill(s, allowed)
+        p = torch.softmax(s, -1)
+        torch.bmm(p, v, out=out) if p.dim() == 3 else torch.matmul(p, v, out=out)
+        if stat is None and not maybe_empty:
+            return
+        m = s.amax(-1, keepdim=True)
+        if stat is not None:
+            torch.sub(m, torch.log(p.amax(-1, keepdim=True)), out=stat)
+        if maybe_empty:
+            empty = torch.isneginf(m)
+            out.masked_fill_(empty, 0.0)
+            if stat is not None:
+                stat.masked_fill_(empty, self.empty_stat)
+
+    def grads(self, s, allowed, stat, delta, do, v):
+        self.mask_fill(s, allowed)
+        dp = mm(do, v.transpose(-1, -2))
+        p = s.sub_(stat).exp_()
+        return p, dp.sub_(delta).mul_(p)
+
+
+class Sum(Normalization):
+    """w_ij = s_ij / z_i, z_i = Σ_j' s_ij'; online: z and Σ s v; stat z.
+
+    Backward: p = s / z, ds = (dO Vᵀ - δ) / z on allowed entries.
+    """
+
+    needs_rows = True
+
+    def dense(self, scores: Tensor, allowed: Tensor | None) -> Tensor:
+        return sum_(scores, allowed)
+
+    def fold(self, state, s, allowed, v, count=None) -> None:
+        self.mask_fill(s, allowed)
+        self._accumulate(state, s, allowed, v, count, s.sum(-1, keepdim=True))
+
+    def finish(self, state, out, stat, rows=None) -> None:
+        has_key = state.count > 0
+        _check_sum(self.name, state.l, has_key if rows is None else has_key & rows)
+        torch.where(has_key, state.l, torch.ones_like(state.l), out=stat)
+        torch.div(state.acc, stat, out=out)
+
+    def grads(self, s, allowed, stat, delta, do, v):
+        self.mask_fill(s, allowed)
+        dp = mm(do, v.transpose(-1, -2))
+        p = s.div_(stat)
+        ds = dp.sub_(delta).div_(stat)
+        if allowed is not None:
+            ds.masked_fill_(~allowed, 0.0)
+        return p, ds
+
+
+class ReLU(Normalization):
+    """w_ij = relu(s_ij) / c_i, c_i = keys query i may attend to; online: c and Σ relu(s) v.
+
+    Backward: p = relu(s) / c, ds = 1[s > 0] ∘ dO Vᵀ / c.
+    """
+
+    neg_inf_is_nothing = True  # relu(-inf) = 0
+
+    def dense(self, scores: Tensor, allowed: Tensor | None) -> Tensor:
+        return relu(scores, allowed)
+
+    def fold(self, state, s, allowed, v, count=None) -> None:
+        self.mask_fill(s, allowed).relu_()
+        self._accumulate(state, s, allowed, v, count, None)
+
+    def finish(self, state, out, stat, rows=None) -> None:
+        torch.clamp_min(state.count, 1.0, out=stat)
+        torch.div(state.acc, stat, out=out)
+
+    def grads(self, s, allowed, stat, delta, do, v):
+        self.mask_fill(s, allowed)
+        dp = mm(do, v.transpose(-1, -2))
+        positive = s > 0
+        p = s.relu_().div_(stat)
+        return p, dp.mul_(positive).div_(stat)
+
+
+class UserNormalization(Normalization):
+    """A user callable f(scores, allowed) -> weights; dense only (it needs whole rows)."""
+
+    blockwise = False
+
+    def __init__(self, fn: Normalize) -> None:
+        super().__init__(getattr(fn, "__name__", type(fn).__name__))
+        self.fn = fn
+
+    def dense(self, scores: Tensor, allowed: Tensor | None) -> Tensor:
+        if allowed is not None:
+            # Disallowed scores (maybe -inf from a bias) reach the user as 0, as in the
+            # reference: any finite function of them then has finite gradients.
+            scores = scores.masked_fill(~allowed, 0.0)
+        w = self.fn(scores, allowed)
+        if not isinstance(w, Tensor) or w.shape != scores.shape:
+            got = getattr(w, "shape", type(w).__name__)
+            raise ValueError(
+                f"normalize callable must return weights of shape {tuple(scores.shape)}, got {got}"
+            )
+        return w if allowed is None else w.masked_fill(~allowed, 0.0)
+
+
+def _check_sum(name: str, total: Tensor, has_key: Tensor) -> None:
+    """Rows with keys must sum to > 0 (dot products can be negative)."""
+    bad = has_key & (total <= 0)
+    if bool(bad.any()):
+        raise ValueError(
+            f'normalize="{name}" needs every row of scores to sum to > 0, but {int(bad.sum())} '
+            "row(s) sum to <= 0 (dot products can be negative); use softmax or relu, or make "
+            "the scores positive"
+        )
+
+
+# -- dense forms (also public as plain functions) ---------------------------------------------
 
 
 def softmax(scores: Tensor, allowed: Tensor | None) -> Tensor:
@@ -45,13 +361,7 @@ def sum_(scores: Tensor, allowed: Tensor | None) -> Tensor:
     else:
         has_key = torch.ones((), dtype=torch.bool, device=s.device)
     total = s.sum(dim=-1, keepdim=True)
-    bad = has_key & (total <= 0)
-    if bool(bad.any()):
-        raise ValueError(
-            f'normalize="sum" needs every row of scores to sum to > 0, but {int(bad.sum())} '
-            "row(s) sum to <= 0 (dot products can be negative); use softmax or relu, or make "
-            "the scores positive"
-        )
+    _check_sum(SUM.name, total, has_key)
     return s / torch.where(has_key, total, torch.ones_like(total))
 
 
@@ -65,32 +375,20 @@ def relu(scores: Tensor, allowed: Tensor | None) -> Tensor:
     return s / count
 
 
-NORMALIZATIONS: dict[str, Normalize] = {"softmax": softmax, "sum": sum_, "relu": relu}
+# The name table: the only place a normalisation is named.
+SOFTMAX, SUM, RELU = Softmax("softmax"), Sum("sum"), ReLU("relu")
+NORMALIZATIONS: dict[str, Normalization] = {n.name: n for n in (SOFTMAX, SUM, RELU)}
 
 
-def resolve(normalize: str | Normalize) -> Normalize:
-    """Look up a named normalisation, or wrap a user callable (scores, allowed) -> weights."""
-    if callable(normalize):
-        user = normalize
-
-        def wrapped(scores: Tensor, allowed: Tensor | None) -> Tensor:
-            if allowed is not None:
-                # Disallowed scores (maybe -inf from a bias) reach the user as 0, as in the
-                # reference: any finite function of them then has finite gradients.
-                scores = scores.masked_fill(~allowed, 0.0)
-            w = user(scores, allowed)
-            if not isinstance(w, Tensor) or w.shape != scores.shape:
-                got = getattr(w, "shape", type(w).__name__)
-                raise ValueError(
-                    f"normalize callable must return weights of shape {tuple(scores.shape)}, "
-                    f"got {got}"
-                )
-            return w if allowed is None else w.masked_fill(~allowed, 0.0)
-
-        return wrapped
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(
-            f"normalize must be one of {sorted(NORMALIZATIONS)} or a callable "
-            f"(scores, mask) -> weights, got {normalize!r}"
-        )
-    return NORMALIZATIONS[normalize]
+def resolve(normalize: str | Normalization | Normalize) -> Normalization:
+    """A name from ``NORMALIZATIONS``, a ``Normalization``, or a user callable -> the object."""
+    if isinstance(normalize, Normalization):
+        return normalize
+    if isinstance(normalize, str) and normalize in NORMALIZATIONS:
+        return NORMALIZATIONS[normalize]
+    if callable(normalize) and not isinstance(normalize, str):
+        return UserNormalization(normalize)
+    raise ValueError(
+        f"normalize must be one of {sorted(NORMALIZATIONS)} or a callable "
+        f"(scores, mask) -> weights, got {normalize!r}"
+    )

@@ -1,10 +1,11 @@
 """Exact attention over query × key blocks with an online softmax: no n_q × n_k matrix.
 
 For each block of queries the keys are visited block by block and folded into running row
-statistics (``_blocks``: running max and sum for softmax, row sums for "sum", allowed-key counts
-for "relu"). Tiles entirely outside the band (causal, window) are skipped; tiles entirely inside
-it need no mask. Backward recomputes every tile from the stored output and one statistic per row
-(log-sum-exp for softmax), FlashAttention-2 style.
+statistics by the call's normalisation object (``Normalization.fold``: running max and sum for
+softmax, row sums for sum, allowed-key counts for relu). Tiles entirely outside the band
+(causal, window) are skipped; tiles entirely inside it need no mask. Backward recomputes every
+tile from the stored output and one statistic per row (log-sum-exp for softmax),
+FlashAttention-2 style.
 
 Time O(b·h·n_q·n_k·d) (less the skipped tiles), memory O(b·h·(n_q + n_k)·d) plus one tile of
 b·h·B_q·B_k scores, for every normalisation (softmax, sum, relu), mask and bias.
@@ -15,9 +16,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from selfattention.functional.backends import Backend, register
 from selfattention.functional.backends import _blocks as blk
+from selfattention.functional.backends.base import Backend
 from selfattention.functional.call import AttentionCall
+from selfattention.functional.normalize import RowState
 
 TILE_BYTES = 2 * 2**20  # one tile of scores across (b, h): 2 MiB, the L2 of one core
 Q_BLOCK = 256
@@ -27,7 +29,7 @@ class ChunkedPlan:
     """Block sizes, band, mask and normalisation of one call (everything without a gradient)."""
 
     def __init__(self, call: AttentionCall, q_block: int | None = None, k_block: int | None = None):
-        self.kind = call.normalize
+        self.norm = call.normalize
         self.scale = call.scale
         self.left, self.right = call.band()
         self.nq, self.nk = call.q_len, call.k_len
@@ -97,26 +99,26 @@ class ChunkedPlan:
         self.zero = torch.zeros((), dtype=q.dtype, device=q.device)
         q3, k3, v3 = (t.reshape(b * h, t.shape[2], t.shape[3]) for t in (q, k, v))
         out = q.new_zeros(b * h, self.nq, v.shape[-1])
-        stat = q.new_full((b * h, self.nq, 1), blk.empty_stat(self.kind))
+        stat = q.new_full((b * h, self.nq, 1), self.norm.empty_stat)
+        norm = self.norm
 
         def part(rows: tuple[int, int]) -> None:  # query blocks write disjoint rows
             for i0, i1, keys in self.tiles(*rows):
-                if self.kind == "softmax" and len(keys) == 1:  # whole rows in one tile
+                if len(keys) == 1:  # whole rows in one tile
                     j0, j1, band = keys[0]
                     s, allowed = self.scores(q3, k3, bias, i0, i1, j0, j1, band)
-                    blk.mask_fill(s, allowed, "softmax")
                     st = stat[:, i0:i1] if self.need_stat else None
-                    blk.softmax_tile(s, v3[:, j0:j1], out[:, i0:i1], st, allowed is not None)
+                    norm.whole(
+                        s, allowed, v3[:, j0:j1], out[:, i0:i1], st, maybe_empty=allowed is not None
+                    )
                     continue
-                state = blk.RowState(self.kind)
+                state = RowState()
                 for j0, j1, band in keys:
                     s, allowed = self.scores(q3, k3, bias, i0, i1, j0, j1, band)
-                    blk.fold(state, s, allowed, v3[:, j0:j1])
+                    norm.fold(state, s, allowed, v3[:, j0:j1])
                 if state.acc is None:  # no key block meets the band: zeros
                     continue
-                if self.kind == "sum":
-                    blk.check_sum(state.l, state.count)
-                blk.finish(state, out[:, i0:i1], stat[:, i0:i1])
+                norm.finish(state, out[:, i0:i1], stat[:, i0:i1])
 
         blk.parallel(part, self.parts(blk.workers()))
         return out.view(b, h, self.nq, -1), stat.view(b, h, self.nq, 1)
@@ -137,8 +139,8 @@ class ChunkedPlan:
                 do = do3[:, i0:i1]
                 for j0, j1, band in keys:
                     s, allowed = self.scores(q3, k3, bias, i0, i1, j0, j1, band)
-                    p, ds = blk.tile_grads(
-                        self.kind, s, allowed, st3[:, i0:i1], delta[:, i0:i1], do, v3[:, j0:j1]
+                    p, ds = self.norm.grads(
+                        s, allowed, st3[:, i0:i1], delta[:, i0:i1], do, v3[:, j0:j1]
                     )
                     dv[:, j0:j1].baddbmm_(p.transpose(1, 2), do)
                     dk[:, j0:j1].baddbmm_(ds.transpose(1, 2), q3[:, i0:i1], alpha=self.scale)
@@ -180,6 +182,8 @@ def _slice(x: Tensor, i0: int, i1: int, j0: int, j1: int) -> Tensor:
 
 
 def refuse(call: AttentionCall) -> str | None:
+    if call.grid is not None:
+        return "a 2-D neighbourhood is not a 1-D band (backend='tiles' serves it)"
     return blk.common_refusal(call, "chunked")
 
 
@@ -189,7 +193,7 @@ SMALL_WEIGHTS = 32 * 2**20  # bytes of weights below which the materialised path
 def auto_skip(call: AttentionCall) -> str | None:
     b, h = call.q.shape[:2]
     size = b * h * call.q_len * call.k_len * 4
-    if size <= SMALL_WEIGHTS and call.window is None and not call.causal:
+    if size <= SMALL_WEIGHTS and not call.windowed and not call.causal:
         return f"the weights are small ({size / 2**20:.1f} MiB); the math path is as fast"
     return None
 
@@ -202,16 +206,13 @@ def forward(call: AttentionCall) -> tuple[Tensor, None]:
     return out.to(call.v.dtype), None
 
 
-register(
-    Backend(
-        "chunked",
-        forward,
-        refuse,
-        auto_skip,
-        cost=(
-            "time O(b·h·n_q·n_k·d) minus tiles outside the band, memory O(b·h·(n_q+n_k)·d) + "
-            "one B_q×B_k tile; forward and backward, softmax/sum/relu, any mask and bias"
-        ),
+BACKEND = Backend(
+    "chunked",
+    forward,
+    refuse,
+    auto_skip,
+    cost=(
+        "time O(b·h·n_q·n_k·d) minus tiles outside the band, memory O(b·h·(n_q+n_k)·d) + "
+        "one B_q×B_k tile; forward and backward, softmax/sum/relu, any mask and bias"
     ),
-    auto_rank=2,
 )

@@ -13,8 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from selfattention.functional import normalize as _norm
-from selfattention.functional.backends import Backend, register
+from selfattention.functional.backends.base import Backend
 from selfattention.functional.call import AttentionCall
 
 
@@ -31,7 +30,7 @@ def scores(call: AttentionCall) -> Tensor:
 
 def forward(call: AttentionCall) -> tuple[Tensor, Tensor | None]:
     allowed = call.allowed()
-    weights = _norm.resolve(call.normalize)(scores(call), allowed)
+    weights = call.normalize.dense(scores(call), allowed)
     used = weights
     if call.dropout_p > 0.0:
         used = torch.nn.functional.dropout(weights, p=call.dropout_p)
@@ -43,10 +42,8 @@ def forward(call: AttentionCall) -> tuple[Tensor, Tensor | None]:
     return out, None
 
 
-register(
-    Backend(
-        "math",
-        forward,
-        cost="time O(b·h·n_q·n_k·d), memory O(b·h·n_q·n_k); returns weights",
-    )
+BACKEND = Backend(
+    "math",
+    forward,
+    cost="time O(b·h·n_q·n_k·d), memory O(b·h·n_q·n_k); returns weights",
 )

@@ -12,27 +12,31 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from selfattention.functional.backends import Backend, register
+from selfattention.functional.backends.base import Backend
 from selfattention.functional.call import AttentionCall
+from selfattention.functional.normalize import Softmax
 
 
 def refuse(call: AttentionCall) -> str | None:
     if call.return_weights:
         return "fused kernels never return the weights (use backend='math')"
-    if call.normalize != "softmax":
-        return f"torch's fused kernel only computes softmax, not normalize={call.normalize!r}"
+    if not isinstance(call.normalize, Softmax):
+        return f"torch's fused kernel only computes softmax, not normalize={call.normalize.name!r}"
     return None
 
 
 def auto_skip(call: AttentionCall) -> str | None:
-    if call.window is not None and call.window != (None, None):
+    if call.windowed:
         return "a window becomes a dense band mask in SDPA: it still costs n_q·n_k"
+    if call.grid is not None:
+        return "a 2-D neighbourhood becomes a dense mask in SDPA: it still costs n·n"
     return None
 
 
 def forward(call: AttentionCall) -> tuple[Tensor, Tensor | None]:
     q, k, v = call.q, call.k, call.v
-    plain_causal = call.causal and call.mask is None and call.bias is None and call.window is None
+    plain_causal = call.causal and call.mask is None and call.bias is None and call.grid is None
+    plain_causal = plain_causal and not call.windowed
     if plain_causal and call.q_len <= call.k_len:
         out = F.scaled_dot_product_attention(
             q, k, v, dropout_p=call.dropout_p, is_causal=True, scale=call.scale
@@ -60,13 +64,10 @@ def forward(call: AttentionCall) -> tuple[Tensor, Tensor | None]:
     return out, None
 
 
-register(
-    Backend(
-        "sdpa",
-        forward,
-        refuse,
-        auto_skip,
-        cost="fused softmax kernel; time O(b·h·n_q·n_k·d), memory O(b·h·n_q) unless masked",
-    ),
-    auto_rank=0,
+BACKEND = Backend(
+    "sdpa",
+    forward,
+    refuse,
+    auto_skip,
+    cost="fused softmax kernel; time O(b·h·n_q·n_k·d), memory O(b·h·n_q) unless masked",
 )

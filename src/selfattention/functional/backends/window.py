@@ -22,8 +22,8 @@ import math
 import torch
 from torch import Tensor
 
-from selfattention.functional.backends import Backend, register
 from selfattention.functional.backends import _blocks as blk
+from selfattention.functional.backends.base import Backend
 from selfattention.functional.call import AttentionCall
 
 TILE_BYTES = 2**20  # scores of one group of blocks: small enough to stay in L2
@@ -70,7 +70,7 @@ class WindowPlan:
     def __init__(self, call: AttentionCall, block: int | None = None):
         left, right = call.band()
         assert left is not None and right is not None, "window backend needs a finite band"
-        self.kind = call.normalize
+        self.norm = call.normalize
         self.scale = call.scale
         self.nq, self.nk = call.q_len, call.k_len
         self.b, self.h = call.q.shape[:2]
@@ -102,14 +102,15 @@ class WindowPlan:
         self.rows_valid = (t * B + r.T < self.nq)[..., None]  # (nb, B, 1) real query rows
         # Without a user mask or bias, the band and the key range go into the matmul as an
         # additive 0/-inf term (baddbmm, free) instead of a masked_fill pass over the scores.
-        self.additive = call.mask is None and call.bias is None and self.kind != "sum"
+        norm = self.norm
+        self.additive = call.mask is None and call.bias is None and norm.neg_inf_is_nothing
         dtype = blk.compute_dtype(call.q.dtype)
         neg = torch.tensor(float("-inf"), dtype=dtype, device=dev)
         zero = torch.zeros((), dtype=dtype, device=dev)
         self.zero = zero
         self.add_band = torch.where(self.band, zero, neg)  # (B, span)
         self.add_valid = torch.where(self.valid, zero, neg)[:, None, :]  # (nb, 1, span)
-        if self.kind == "relu":  # keys allowed per row, (nb, B, 1)
+        if self.additive and norm.needs_count:  # keys allowed per row, (nb, B, 1)
             allowed = self.band & self.valid[:, None, :]
             self.count = allowed.sum(-1, keepdim=True, dtype=torch.int32).to(dtype)
         self.maybe_empty = not self.additive or self.nq > self.nk_used + left
@@ -225,7 +226,7 @@ class WindowPlan:
             add = self.add_band if edge is None else self.add_band + self.add_valid[edge]
             s = torch.baddbmm(add, qs[u0:u1], kt, alpha=self.scale)
             count = None
-            if self.kind == "relu":
+            if self.norm.needs_count:
                 count = self.count[torch.arange(u0, u1, device=s.device) % self.nb]
             return s, None, count
         allowed = self.band if edge is None else self.band & self.valid[edge, None]
@@ -245,22 +246,20 @@ class WindowPlan:
         kf, vf = self.key_source(k), self.key_source(v)
         out = q.new_empty(self.units, self.block, v.shape[-1])
         stat = q.new_empty(self.units, self.block, 1)
+        norm = self.norm
 
         def part(bounds: tuple[int, int]) -> None:  # blocks write disjoint rows: no race
             for u0, u1 in self.groups(*bounds):
                 s, allowed, count = self.scores(qs, self.spans(kf, u0, u1), bias, u0, u1)
                 vs = self.spans(vf, u0, u1)
-                if self.kind == "softmax":
-                    blk.mask_fill(s, allowed, "softmax")
-                    st = stat[u0:u1] if self.need_stat else None
-                    blk.softmax_tile(s, vs, out[u0:u1], st, self.maybe_empty)
-                    continue
-                state = blk.RowState(self.kind)
-                blk.fold(state, s, allowed, vs, count)
-                if self.kind == "sum":
+                rows = None
+                if norm.needs_rows:  # rows past n_q are padding, not rows to check
                     rows = self.rows_valid[torch.arange(u0, u1, device=q.device) % self.nb]
-                    blk.check_sum(state.l, state.count * rows)
-                blk.finish(state, out[u0:u1], stat[u0:u1])
+                st = stat[u0:u1] if self.need_stat else None
+                norm.whole(
+                    s, allowed, vs, out[u0:u1], st,
+                    maybe_empty=self.maybe_empty, count=count, rows=rows,
+                )  # fmt: skip
 
         blk.parallel(part, blk.split(0, self.units, blk.workers()))
         return self.unflat_queries(out), self.unflat_queries(stat)
@@ -271,7 +270,7 @@ class WindowPlan:
         kf, vf = self.key_source(k), self.key_source(v)
         do = self.flat_queries(dout)
         # Rows past the end get a stat that zeroes their recomputed weights.
-        st = self.flat_queries(stat, blk.empty_stat(self.kind))
+        st = self.flat_queries(stat, self.norm.empty_stat)
         delta = self.flat_queries((dout * out).sum(-1, keepdim=True))
         dq = torch.empty_like(qs)
         rows = (self.units + m - 1) * B
@@ -284,9 +283,7 @@ class WindowPlan:
                 G = u1 - u0
                 ks, vs = self.spans(kf, u0, u1), self.spans(vf, u0, u1)
                 s, allowed, _ = self.scores(qs, ks, bias, u0, u1)
-                p, ds = blk.tile_grads(
-                    self.kind, s, allowed, st[u0:u1], delta[u0:u1], do[u0:u1], vs
-                )
+                p, ds = self.norm.grads(s, allowed, st[u0:u1], delta[u0:u1], do[u0:u1], vs)
                 dv_c = torch.bmm(p.transpose(1, 2), do[u0:u1]).view(G, m, B, -1)
                 dk_c = torch.bmm(ds.transpose(1, 2), qs[u0:u1]).view(G, m, B, -1)
                 torch.bmm(ds, ks, out=dq[u0:u1])
@@ -309,6 +306,8 @@ class WindowPlan:
 
 
 def refuse(call: AttentionCall) -> str | None:
+    if call.grid is not None:
+        return "a 2-D neighbourhood is not a 1-D band (backend='tiles' serves it)"
     reason = blk.common_refusal(call, "window")
     if reason:
         return reason
@@ -341,16 +340,13 @@ def forward(call: AttentionCall) -> tuple[Tensor, None]:
     return out.to(v.dtype), None
 
 
-register(
-    Backend(
-        "window",
-        forward,
-        refuse,
-        auto_skip,
-        cost=(
-            "time O(b·h·n_q·(left+right+2B)·d), memory O(b·h·(n_q+n_k)·d) + one group of "
-            "tiles; forward and backward, softmax/sum/relu, any mask and bias"
-        ),
+BACKEND = Backend(
+    "window",
+    forward,
+    refuse,
+    auto_skip,
+    cost=(
+        "time O(b·h·n_q·(left+right+2B)·d), memory O(b·h·(n_q+n_k)·d) + one group of "
+        "tiles; forward and backward, softmax/sum/relu, any mask and bias"
     ),
-    auto_rank=1,
 )

@@ -103,11 +103,16 @@ def test_system_packages_are_located_not_installed(tmp_path, monkeypatch):
             datasets.DataUnavailable, match=f"run: selfattention data fetch {name}$"
         ):
             fn()
-    # Present once the files are there.
+    # A partial folder names what it lacks; present once all the files are there.
     (tmp_path / "fm").mkdir()
+    (tmp_path / "fm" / fashion_mnist.FILES[0]).touch()
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_DIR", tmp_path / "fm")
+    with pytest.raises(
+        datasets.DataUnavailable, match=r"fm lacks train-labels.*fetch fashion-mnist"
+    ):
+        datasets.require("fashion-mnist")
     for f in fashion_mnist.FILES:
         (tmp_path / "fm" / f).touch()
-    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_DIR", tmp_path / "fm")
     assert datasets.require("fashion-mnist") == tmp_path / "fm"
 
 

@@ -28,6 +28,8 @@ DEB_SHA256 = "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0"
 def fetch_fashion_mnist() -> Path:
     """The directory holding the four idx files; DataUnavailable names the fetch command.
     Never installs (the name is kept for its callers)."""
+    if not FASHION_MNIST_DIR.is_dir():
+        raise missing(NAME, f"{FASHION_MNIST_DIR} is not there")
     lacking = [f for f in FILES if not (FASHION_MNIST_DIR / f).is_file()]
     if lacking:
         raise missing(NAME, f"{FASHION_MNIST_DIR} lacks {', '.join(lacking)}")

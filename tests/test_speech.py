@@ -180,15 +180,12 @@ def test_measure_memory_is_the_call_not_the_loading(tmp_path):
 
 
 def test_scaling_table_skips_what_cannot_fit(speech_dir):
-    rows = speech.scaling_table(
-        [0.02],
-        window=(4, 4),
-        backends=("math", "window"),
-        threads=1,
-        memory_budget_gib=1e-6,
-        root=speech_dir,
-        progress=False,
+    config = speech.ScalingConfig(
+        minutes=(0.02,), window=(4, 4), backends=("math", "window"), memory_budget_gib=1e-6
     )
+    seen = []
+    rows = speech.scaling_table(config, root=speech_dir, progress=seen.append)
+    assert seen == rows
     assert "skipped" in rows[0] and "GiB for the weights" in rows[0]["skipped"]
     assert rows[1]["backend"] == "window" and rows[1]["time_s"] > 0
     table = speech.markdown_table(rows)
@@ -212,4 +209,85 @@ def test_speech_cli(speech_dir, tmp_path, capsys):
     assert main(["speech", "features", str(bad)]) == 1
     assert "must be 16-bit PCM" in capsys.readouterr().err
     assert main(["speech", "band", "--clip", "nope", "--data-dir", str(speech_dir)]) == 1
-    assert main(["speech", "bench", "--window", "1", "2", "3"]) == 1
+    assert main(["speech", "bench", "--window", "1", "2", "3"]) == 2
+
+
+def test_scaling_config_names_the_bad_option():
+    for kwargs, words in (
+        (dict(minutes=(-1.0,)), "minutes (--minutes) must be > 0"),
+        (dict(minutes=()), "minutes (--minutes)"),
+        (dict(window=(4, -1)), "window (--window) takes LEFT [RIGHT] frames >= 0"),
+        (dict(backends=("math", "fast")), "backends (--backends) must be among"),
+        (dict(threads=0), "threads (--threads) must be an integer >= 1, got 0"),
+        (dict(heads=0), "heads (--heads)"),
+        (dict(memory_budget_gib=0.0), "memory_budget_gib (--budget-gib) must be > 0"),
+    ):
+        with pytest.raises(ValueError) as info:
+            speech.ScalingConfig(**kwargs)
+        assert words in str(info.value)
+
+
+def _no_installs(monkeypatch):
+    """Any process started (pip, apt-get, ...) fails the test."""
+    import subprocess
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"started a process: {args}")
+
+    for name in ("run", "call", "check_call", "check_output", "Popen"):
+        monkeypatch.setattr(subprocess, name, refuse)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["info"], ["voices"], ["band", "--clip", "0002"], ["bench", "--minutes", "0.01"]],
+)
+def test_missing_data_is_one_line_naming_data_fetch(argv, monkeypatch, tmp_path, capsys):
+    """Bug: `speech info` (read-only) ran apt-get install when the clips were missing."""
+    from selfattention.apps import datasets
+
+    _no_installs(monkeypatch)
+
+    def require(name):
+        raise datasets.missing(name, "pocketsphinx-testdata is not installed")
+
+    monkeypatch.setattr(datasets, "require", require)
+    out = ["--out", str(tmp_path / ("b.png" if argv[0] == "band" else "o"))] if argv[0] in (
+        "band", "bench") else []  # fmt: skip
+    assert main(["speech", *argv, *out]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: speech:") and err.endswith("selfattention data fetch speech")
+    assert "\n" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["features", "missing.wav"], 1, "does not exist"),
+        (["features", "{wav}", "--mels", "0"], 2, "--mels must be >= 1"),
+        (["features", "{wav}", "--out", "{tmp}"], 2, "is a folder"),
+        (["band", "--window", "-2", "--out", "{tmp}/b.png"], 2, "--window takes LEFT"),
+        (["band", "--out", "{tmp}"], 2, "is a folder"),
+        (["bench", "--threads", "0", "--out", "{tmp}/o"], 2, "--threads"),
+        (["bench", "--minutes", "-1", "--out", "{tmp}/o"], 2, "--minutes"),
+        (["bench", "--backends", "fast", "--out", "{tmp}/o"], 2, "--backends"),
+        (["bench", "--out", "{wav}"], 2, "is a file"),
+        ([], 2, "choose one of: info, features"),
+    ],
+)
+def test_bad_input_is_one_line(argv, code, message, tmp_path, capsys):
+    wav = write_wav(tmp_path / "x.wav", tone(440, 0.3))
+    argv = [a.format(wav=wav, tmp=tmp_path) for a in argv]
+    assert main(["speech", *argv]) == code
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_a_broken_wav_in_the_data_dir_is_one_line(speech_dir, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(speech_dir, root)
+    (root / "cards" / "003.wav").write_text("not audio")
+    assert main(["speech", "info", "--data-dir", str(root)]) == 1
+    assert "003.wav is not a readable wav file" in capsys.readouterr().err

@@ -1,19 +1,31 @@
 """``selfattention speech``: truncated self-attention over real speech (log-mel frames, 10 ms hop).
 
-selfattention speech info                      # the shipped clips, durations, transcripts
-selfattention speech features FILE.wav         # log-mel frames of any 16 kHz 16-bit wav
-selfattention speech band --out band.png       # full vs truncated weights on a real clip
-selfattention speech bench --minutes 0.5 1 5   # time and memory, full vs truncated
+    selfattention speech info                      # the shipped clips, durations, transcripts
+    selfattention speech features FILE.wav         # log-mel frames of any 16 kHz 16-bit wav
+    selfattention speech band --out band.png       # full vs truncated weights on a real clip
+    selfattention speech bench --minutes 0.5 1 5   # time and memory, full vs truncated
+
+The clips come from the ``speech`` data set (located, never installed: when it is missing the
+command says to run ``selfattention data fetch speech``) or ``--data-dir``. The computation is
+:mod:`selfattention.apps.speech`.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
-import sys
 from pathlib import Path
 
+import numpy as np
+
+from selfattention.apps import speech
+from selfattention.cli._common import EXIT_USAGE, error, one_line
+from selfattention.cli._files import out_file, out_folder, write_bytes, write_text
+
 __all__ = ["add_arguments", "run"]
+
+WHAT = ("info", "features", "band", "voices", "bench")
 
 
 def _window(values: list[int]) -> tuple[int, int]:
@@ -69,23 +81,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from selfattention.apps import speech
-    from selfattention.apps.datasets import DataUnavailable
-
     command = getattr(args, "speech_command", None)
     if command is None:
-        print("error: choose one of: info, features, band, bench, voices", file=sys.stderr)
-        return 2
+        error(f"choose one of: {', '.join(WHAT)}")
+        return EXIT_USAGE
     try:
-        commands = {"info": _info, "features": _features, "band": _band, "bench": _bench,
-                    "voices": _voices}  # fmt: skip
-        return commands[command](args, speech)
-    except (ValueError, DataUnavailable) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        check = {"features": _check_features, "band": _check_band, "bench": _bench_config}
+        checked = check[command](args) if command in check else None
+    except ValueError as e:  # bad options: before any work
+        error(one_line(e))
+        return EXIT_USAGE
+    if command == "info":
+        return _info(args)
+    if command == "features":
+        return _features(args)
+    if command == "band":
+        return _band(args)
+    if command == "voices":
+        print(json.dumps(speech.voice_check(speech.load_clips(args.data_dir)), indent=2))
+        return 0
+    return _bench(args, checked)
 
 
-def _info(args, speech) -> int:
+def _info(args: argparse.Namespace) -> int:
     clips = speech.load_clips(args.data_dir)
     for c in clips:
         print(f"{c.voice:<9} {c.name:<44} {c.seconds:5.2f} s  {c.transcript}")
@@ -94,53 +112,65 @@ def _info(args, speech) -> int:
     return 0
 
 
-def _features(args, speech) -> int:
-    import numpy as np
+def _check_features(args: argparse.Namespace) -> None:
+    if args.mels < 1:
+        raise ValueError(f"--mels must be >= 1, got {args.mels}")
+    if args.out is not None:
+        out_file(args.out)
 
+
+def _features(args: argparse.Namespace) -> int:
     for k, path in enumerate(args.wav):
         samples, rate = speech.read_wav(path)
         frames = speech.log_mel(samples, rate, n_mels=args.mels)
         print(f"{path}: {len(samples) / rate:.2f} s -> {tuple(frames.shape)} log-mel frames")
         if k == 0 and args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            np.save(args.out, frames.numpy())
+            buf = io.BytesIO()
+            np.save(buf, frames.numpy())
+            write_bytes(args.out, buf.getvalue())
             print(f"saved {args.out}")
     return 0
 
 
-def _band(args, speech) -> int:
+def _check_band(args: argparse.Namespace) -> None:
+    _window(args.window)
+    out_file(args.out)
+
+
+def _band(args: argparse.Namespace) -> int:
     from selfattention import viz
 
-    clips = [c for c in speech.load_clips(args.data_dir) if c.name.endswith(args.clip)]
-    if len(clips) != 1:
-        names = ", ".join(c.name for c in speech.load_clips(args.data_dir))
+    clips = speech.load_clips(args.data_dir)
+    chosen = [c for c in clips if c.name.endswith(args.clip)]
+    if len(chosen) != 1:
+        names = ", ".join(c.name for c in clips)
         raise ValueError(f"--clip {args.clip!r} must name exactly one clip; clips: {names}")
-    fig = speech.band_figure(clips[0], _window(args.window))
+    fig = speech.band_figure(chosen[0], _window(args.window))
     print(viz.save(fig, args.out, dpi=90))
     return 0
 
 
-def _voices(args, speech) -> int:
-    result = speech.voice_check(speech.load_clips(args.data_dir))
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-def _bench(args, speech) -> int:
-    rows = speech.scaling_table(
-        args.minutes,
+def _bench_config(args: argparse.Namespace) -> speech.ScalingConfig:
+    config = speech.ScalingConfig(
+        minutes=tuple(args.minutes),
         window=_window(args.window),
         backends=tuple(args.backends),
         threads=args.threads,
         memory_budget_gib=args.budget_gib,
         heads=args.heads,
         head_dim=args.head_dim,
-        root=args.data_dir,
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench.json").write_text(json.dumps(rows, indent=2) + "\n")
+    out_folder(args.out)
+    return config
+
+
+def _bench(args: argparse.Namespace, config: speech.ScalingConfig) -> int:
+    rows = speech.scaling_table(
+        config, root=args.data_dir, progress=lambda row: print(speech.format_row(row), flush=True)
+    )
+    write_text(args.out / "bench.json", json.dumps(rows, indent=2) + "\n")
     table = speech.markdown_table(rows)
-    (args.out / "bench.md").write_text(table + "\n")
+    write_text(args.out / "bench.md", table + "\n")
     print(table)
     print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.md'}")
     return 0

@@ -270,3 +270,36 @@ def test_screenshot(page):
     if not docs.exists() or os.environ.get("SELFATTENTION_UPDATE_SCREENSHOTS") == "1":
         docs.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out, docs)
+
+
+def test_hostile_title_description_and_tables_show_as_text(browser, weights, tmp_path):
+    """What ``selfattention explain`` puts in the page's text parts (title, the sentences as
+    description, table captions and cells, figure captions) is shown exactly as typed."""
+    title = "How self-attention moves '[/]' <i>x</i>"
+    sentences = "1. bank [on Monday] " + EVIL_IMG + "   2. the [/] bank " + EVIL_SCRIPT
+    cell = "[bold]river[/bold] 0.66, " + EVIL_IMG
+    fig = viz.heatmap(weights["tricky"][0, 0], TRICKY)
+    path = viz.report(
+        tmp_path / "report.html",
+        [{"name": "s", "tokens": TRICKY, "weights": weights["tricky"]}],
+        title=title,
+        description=sentences,
+        tables=[(f"Cosine of {EVIL_SCRIPT}", ["layer", "head 0"], [["0", cell]])],
+        figures=[("Static → contextual " + EVIL_IMG, fig)],
+    )
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    dialogs: list[str] = []
+    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    pg.goto(path.as_uri())
+    pg.wait_for_selector("body[data-ready='1']", timeout=10_000)
+    assert pg.locator("h1").text_content() == title
+    assert pg.title() == title
+    assert pg.locator("header .sub").text_content() == sentences
+    assert pg.locator("table.data caption").text_content() == f"Cosine of {EVIL_SCRIPT}"
+    assert pg.locator("table.data td").nth(1).text_content() == cell
+    assert pg.locator("figcaption").text_content() == "Static → contextual " + EVIL_IMG
+    assert pg.locator("img[src='x'], header i, td b").count() == 0
+    pg.wait_for_timeout(100)  # give an onerror handler time to fire, were there one
+    assert pg.evaluate("window.__pwned") is None and dialogs == []
+    ctx.close()

@@ -231,7 +231,7 @@ def test_data_fetch_without_yes_refuses(guard, no_data, capsys, monkeypatch):
 
 
 def test_data_fetch_asks_at_a_prompt(guard, no_data, capsys, monkeypatch):
-    answers = iter(["n", "y"])
+    answers = iter(["n", "", "y"])
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
     monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
     installed = []
@@ -243,11 +243,25 @@ def test_data_fetch_asks_at_a_prompt(guard, no_data, capsys, monkeypatch):
 
     fake = datasets.Dataset(ds.name, ds.description, ds.licence, ds.locate, ds.plan, install)
     monkeypatch.setitem(datasets.DATASETS, "sp500", fake)
-    code, out, err = _main(["data", "fetch", "sp500"], capsys)
-    assert code == 1 and installed == [] and "nothing installed" in err
+    for _ in range(2):  # "n", then just Enter: the default is no
+        code, out, err = _main(["data", "fetch", "sp500"], capsys)
+        assert code == 1 and installed == [] and "nothing installed" in err
     code, out, err = _main(["data", "fetch", "sp500"], capsys)
     assert code == 0 and installed == ["sp500"] and "sp500: installed at /x/sp500.csv.gz" in out
     assert guard == []
+
+
+def test_data_fetch_with_a_typo_installs_nothing(guard, no_data, capsys):
+    code, out, err = _main(["data", "fetch", "sp500", "no-such-set", "--yes"], capsys)
+    assert code == 2 and guard == [] and out == ""
+    assert err.startswith("error: unknown data set no-such-set; known: ") and "sp500" in err
+
+
+def test_data_list_says_what_is_missing(guard, no_data, capsys):
+    code, out, _ = _main(["data", "list"], capsys)
+    assert code == 0 and guard == []
+    for name in datasets.DATASETS:
+        assert f"missing   run: selfattention data fetch {name}" in out
 
 
 def test_data_fetch_yes_runs_the_planned_pip_install(no_data, capsys, monkeypatch):

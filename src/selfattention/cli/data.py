@@ -52,7 +52,10 @@ def _confirm(count: int) -> bool | None:
     """True/False from a "y" at the prompt; None when there is no terminal to ask on."""
     if not sys.stdin.isatty():
         return None
-    answer = input(f"install {'this' if count == 1 else f'these {count}'}? [y/N] ")
+    try:
+        answer = input(f"install {'this' if count == 1 else f'these {count}'}? [y/N] ")
+    except EOFError:
+        return False
     return answer.strip().lower() in ("y", "yes")
 
 
@@ -61,13 +64,13 @@ def run(args: argparse.Namespace) -> int:
         return _list()
     names = sorted(datasets.DATASETS) if "all" in args.names else list(dict.fromkeys(args.names))
     unknown = [n for n in names if n not in datasets.DATASETS]
-    if unknown:
-        error(
-            f"unknown data set {', '.join(unknown)}; known: {', '.join(sorted(datasets.DATASETS))}"
-        )
-    todo = [n for n in names if n not in unknown and not datasets.is_present(n)]
+    if unknown:  # a typo installs nothing, not the rest
+        known = ", ".join(sorted(datasets.DATASETS))
+        error(f"unknown data set {', '.join(unknown)}; known: {known}, all")
+        return EXIT_USAGE
+    todo = [n for n in names if not datasets.is_present(n)]
     for name in names:
-        if name not in unknown and name not in todo:
+        if name not in todo:
             print(f"{name}: present at {datasets.require(name)}")
     if todo:
         for name in todo:
@@ -80,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             if not answer:
                 error("nothing installed")
                 return EXIT_FAILURE
-    status = EXIT_USAGE if unknown else 0
+    status = 0
     for name in todo:
         try:
             path = datasets.install(name)

@@ -9,7 +9,6 @@ Legend: b batch, i query positions, j key positions, h heads, d head_dim, e = di
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from selfattention.functional import attention
@@ -17,10 +16,11 @@ from selfattention.functional import masks as _masks
 from selfattention.functional import normalize as _norm
 from selfattention.functional.call import check_backend, check_normalize, check_scale
 from selfattention.nn._checks import (
-    check_mask,
+    check_flag,
+    check_positions,
     check_positive_int,
     check_probability,
-    check_sequence,
+    self_attention_inputs,
 )
 
 __all__ = ["SelfAttention", "merge_heads", "split_heads"]
@@ -91,22 +91,9 @@ class SelfAttention(nn.Module):
             head_dim = dim // heads
         self.head_dim = check_positive_int("head_dim", head_dim)
         self.kv_dim = dim if kv_dim is None else check_positive_int("kv_dim", kv_dim)
-        if positions is not None and not callable(getattr(positions, "attend", None)):
-            raise TypeError(
-                "positions must have an attend(q, k) -> (q, k, bias) method (RotaryPositions, "
-                f"ALiBi), got {type(positions).__name__}; additive encodings such as "
-                "SinusoidalPositions are applied to the input x by the model, not by attention"
-            )
-        if getattr(positions, "heads", heads) != heads:
-            raise ValueError(f"positions was built for heads={positions.heads}, got heads={heads}")
-        if getattr(positions, "head_dim", self.head_dim) != self.head_dim:
-            raise ValueError(
-                f"positions was built for head_dim={positions.head_dim}, but this attention has "
-                f"head_dim={self.head_dim}"
-            )
+        check_positions(positions, heads, self.head_dim)
         check_normalize(normalize)
-        if not isinstance(causal, bool):
-            raise TypeError(f"causal must be a bool, got {causal!r}")
+        check_flag("causal", causal)
         check_backend(backend)
         self.window = _masks.resolve_window(window)
         self.causal = causal
@@ -145,39 +132,19 @@ class SelfAttention(nn.Module):
         Returns:
             out (b, i, dim), or (out, weights) with ``return_weights=True``.
         """
-        check_sequence("x", x, self.dim)
-        if context is None:
-            if self.kv_dim != self.dim:
-                raise ValueError(
-                    f"this attention was built with kv_dim={self.kv_dim} != dim={self.dim}, so "
-                    "it needs context= (batch, seq, kv_dim)"
-                )
-            context = x
-        else:
-            if isinstance(context, Tensor) and context.dtype == torch.bool:
-                raise TypeError(
-                    "context must be a float tensor (batch, seq, kv_dim), got a bool tensor; "
-                    "pass a mask by keyword: attn(x, mask=mask)"
-                )
-            check_sequence("context", context, self.kv_dim, "kv_dim")
-            if context.shape[0] != x.shape[0]:
-                raise ValueError(
-                    f"context must have the same batch size as x: x has {x.shape[0]}, "
-                    f"context has {context.shape[0]}"
-                )
-            if context.dtype != x.dtype:
-                raise TypeError(f"context dtype {context.dtype} differs from x dtype {x.dtype}")
-        check_mask("mask", mask)
-        if not isinstance(return_weights, bool):
-            raise TypeError(f"return_weights must be a bool, got {return_weights!r}")
-
+        context = self_attention_inputs(
+            x, context, mask, return_weights, dim=self.dim, kv_dim=self.kv_dim
+        )
+        # 1. Project and split heads.
         q = split_heads(self.query_proj(x), self.heads)  # (b, h, i, d)
         k = split_heads(self.key_proj(context), self.heads)  # (b, h, j, d)
         v = split_heads(self.value_proj(context), self.heads)  # (b, h, j, d)
+        # 2. Positions after the projections: rotary turns q and k, ALiBi adds a bias.
         if self.positions is not None:
             q, k, pos_bias = self.positions.attend(q, k)
             if pos_bias is not None:
                 bias = pos_bias if bias is None else bias + pos_bias
+        # 3. O_h = normalize(Q_h K_hᵀ · scale + bias) V_h, per head.
         result = attention(
             q,
             k,
@@ -193,6 +160,7 @@ class SelfAttention(nn.Module):
             backend=self.backend,
         )
         out, weights = result if return_weights else (result, None)
+        # 4. Concatenate the heads and project out.
         out = self.out_proj(merge_heads(out))  # (b, i, h·d) -> (b, i, dim)
         return (out, weights) if return_weights else out
 

@@ -19,7 +19,12 @@ from torch import Tensor, nn
 
 from selfattention.functional import attention
 from selfattention.functional import masks as _masks
-from selfattention.nn._checks import check_float_tensor, check_positive_int, check_probability
+from selfattention.nn._checks import (
+    check_positive_int,
+    check_probability,
+    check_torch_mask,
+    multihead_inputs,
+)
 from selfattention.nn.attention import merge_heads, split_heads
 
 __all__ = ["MultiheadAttention"]
@@ -143,7 +148,7 @@ class MultiheadAttention(nn.Module):
         allowed: Tensor | None = None
         bias: Tensor | None = None
         if attn_mask is not None:
-            _check_mask_dtype("attn_mask", attn_mask)
+            check_torch_mask("attn_mask", attn_mask)
             if attn_mask.shape == (q_len, k_len):
                 m = attn_mask.view(1, 1, q_len, k_len)
             elif attn_mask.shape == (n * self.num_heads, q_len, k_len):
@@ -159,7 +164,7 @@ class MultiheadAttention(nn.Module):
             else:
                 bias = m.to(dtype)
         if key_padding_mask is not None:
-            _check_mask_dtype("key_padding_mask", key_padding_mask)
+            check_torch_mask("key_padding_mask", key_padding_mask)
             if key_padding_mask.shape != (n, k_len):
                 raise ValueError(
                     f"key_padding_mask must have shape (N, S) = {(n, k_len)} (or (S,) unbatched), "
@@ -204,58 +209,23 @@ class MultiheadAttention(nn.Module):
             averaged, (N, H, L, S) per head, without N when unbatched. With add_bias_kv /
             add_zero_attn, S counts the extra keys, as in torch.
         """
-        for name, t in (("query", query), ("key", key), ("value", value)):
-            check_float_tensor(name, t)
-        if query.ndim not in (2, 3):
-            raise ValueError(
-                f"query must be 3-D (batched) or 2-D (unbatched), got shape {tuple(query.shape)}"
-            )
-        if key.ndim != query.ndim or value.ndim != query.ndim:
-            raise ValueError(
-                f"key and value must have query's rank ({query.ndim}-D), got key "
-                f"{tuple(key.shape)} and value {tuple(value.shape)}"
-            )
-        batched = query.ndim == 3
-        same = (query is key, key is value)
-        if not batched:  # (L, E) -> (1, L, E)
-            query, key, value = query[None], key[None], value[None]
-            if key_padding_mask is not None:
-                if key_padding_mask.ndim != 1:
-                    raise ValueError(
-                        "key_padding_mask must be 1-D (S,) for unbatched input, got shape "
-                        f"{tuple(key_padding_mask.shape)}"
-                    )
-                key_padding_mask = key_padding_mask[None]
-        elif not self.batch_first:  # (L, N, E) -> (N, L, E)
-            query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
-        if same[0]:
-            key = query
-        if same[1]:
-            value = key
-        n, q_len, _ = query.shape
-        k_len = key.shape[1]
-        for name, t, width in (
-            ("query", query, self.embed_dim),
-            ("key", key, self.kdim),
-            ("value", value, self.vdim),
-        ):
-            if t.shape[-1] != width:
-                what = {"query": "embed_dim", "key": "kdim", "value": "vdim"}[name]
-                raise ValueError(
-                    f"{name} must have {what}={width} features, got shape {tuple(t.shape)}"
-                )
-        if key.shape[:2] != value.shape[:2] or key.shape[0] != n:
-            raise ValueError(
-                "query, key and value must share the batch size and key and value the sequence "
-                f"length; got (batch, seq) query {(n, q_len)}, key {tuple(key.shape[:2])}, "
-                f"value {tuple(value.shape[:2])}"
-            )
-        if not isinstance(is_causal, bool):
-            raise TypeError(f"is_causal must be a bool, got {is_causal!r}")
-
+        query, key, value, key_padding_mask, batched = multihead_inputs(
+            query,
+            key,
+            value,
+            key_padding_mask,
+            is_causal,
+            batch_first=self.batch_first,
+            embed_dim=self.embed_dim,
+            kdim=self.kdim,
+            vdim=self.vdim,
+        )  # (N, L, E), (N, S, kdim), (N, S, vdim)
+        n, q_len, k_len = query.shape[0], query.shape[1], key.shape[1]
+        # 1. torch's masks (True = ignore, float = add) -> ours (True = may attend) and a bias.
         allowed, bias = self._convert_masks(
             attn_mask, key_padding_mask, n, q_len, k_len, query.dtype
         )
+        # 2. Project; append bias_k/bias_v and a zero key if asked; split heads.
         q, k, v = self._project(query, key, value)  # (N, L, E), (N, S, E), (N, S, E)
         extra = 0
         if self.bias_k is not None:
@@ -278,6 +248,7 @@ class MultiheadAttention(nn.Module):
             if bias is not None:
                 bias = F.pad(bias, (0, extra), value=0.0)
 
+        # 3. Attention per head.
         result = attention(
             q,
             k,
@@ -289,6 +260,7 @@ class MultiheadAttention(nn.Module):
             return_weights=bool(need_weights),
         )
         out, weights = result if need_weights else (result, None)
+        # 4. Merge heads, project out, and give torch's layout back.
         out = self.out_proj(merge_heads(out))  # (N, L, E)
         if weights is not None and average_attn_weights:
             weights = weights.mean(dim=1)  # (N, L, S)
@@ -308,13 +280,3 @@ class MultiheadAttention(nn.Module):
         if self.batch_first:
             parts.append("batch_first=True")
         return ", ".join(parts)
-
-
-def _check_mask_dtype(name: str, mask) -> None:
-    if not isinstance(mask, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(mask).__name__}")
-    if mask.dtype != torch.bool and not mask.dtype.is_floating_point:
-        raise TypeError(
-            f"{name} must be bool (True = IGNORE, torch's polarity) or floating point (added to "
-            f"the scores), got dtype {mask.dtype}"
-        )

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from selfattention.functional.call import check_backend, check_normalize
 from selfattention.functional.neighborhood import BACKENDS, check_grid, neighborhood_attention
+from selfattention.nn._checks import check_patches
 from selfattention.nn.attention import merge_heads, split_heads
 
 __all__ = ["NeighborhoodAttention2D"]
@@ -73,12 +74,7 @@ class NeighborhoodAttention2D(nn.Module):
 
     def forward(self, x: Tensor, *, return_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """x (b, H·W, dim) -> out (b, H·W, dim), or (out, weights (b, h, H·W, H·W))."""
-        n = self.grid[0] * self.grid[1]
-        if x.ndim != 3 or x.shape[1] != n or x.shape[2] != self.dim:
-            raise ValueError(
-                f"x must be (batch, H·W={n}, dim={self.dim}) for grid {self.grid}, "
-                f"got {tuple(x.shape)}"
-            )
+        check_patches(x, self.grid, self.dim)
         q = split_heads(self.query_proj(x), self.heads)  # (b, h, n, d)
         k = split_heads(self.key_proj(x), self.heads)
         v = split_heads(self.value_proj(x), self.heads)

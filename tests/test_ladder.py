@@ -40,6 +40,7 @@ def test_words_in_square_brackets_print_as_typed(word, capsys):
         (["--vectors", "1,0 0,1"], "--vectors needs 3 vectors"),
         (["--rung", "9"], "--rung must be in 1..7, got [9]"),
         (["--digits", "-1"], "--digits must be in 0..12, got -1"),
+        (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
     ],
 )
 def test_bad_options_are_one_line_errors(argv, message, capsys):

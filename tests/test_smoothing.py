@@ -338,6 +338,17 @@ def test_cli_bad_input_is_one_line(argv, code, message, tmp_path, capsys):
     assert err.startswith("error: ") and message in err and "\n" not in err
 
 
+def test_cli_binary_file_is_one_line(tmp_path, capsys):
+    from selfattention.cli import main
+
+    (tmp_path / "prices.csv").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "prices.csv.gz").write_bytes(b"not gzip")
+    for name in ("prices.csv", "prices.csv.gz"):
+        assert main(["smooth", str(tmp_path / name), "-k", "Close", "--out", str(tmp_path)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert f"{name} is not a readable CSV text file" in err and "\n" not in err
+
+
 def test_cli_out_at_a_file_fails_before_computing(tmp_path, capsys, monkeypatch):
     from selfattention.cli import main
 

@@ -61,6 +61,8 @@ class LadderConfig:
             )
         if not all(math.isfinite(v) for row in self.vectors for v in row):
             raise ValueError(f"--vectors must be finite numbers, got {shown!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"--seed must be an integer >= 0, got {self.seed!r}")
         if self.rungs is not None:
             bad = [r for r in self.rungs if not 1 <= r <= RUNGS]
             if bad or not self.rungs:

@@ -151,6 +151,13 @@ def load_series(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"series file {path} does not exist")
+    try:
+        return _read(path, column, label_column, missing)
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, csv.Error) as e:
+        raise ValueError(f"{path} is not a readable CSV text file ({e})") from None
+
+
+def _read(path: Path, column: str, label_column: str | None, missing: str) -> Series:
     with _open_text(path) as f:
         reader = csv.reader(f)
         header = next(reader, None)

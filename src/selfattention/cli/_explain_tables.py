@@ -35,7 +35,7 @@ def _table(**kwargs) -> Table:
     return Table(box=None, padding=(0, 1), **kwargs)
 
 
-def _print_header(out, r) -> None:
+def _print_header(out, r: ExplainResult) -> None:
     _rule(out, f"How self-attention moves '{r.word}'")
     for k, s in enumerate(r.sentences, 1):
         mark = "" if s.target is not None else f"  (no '{r.word}')"
@@ -114,7 +114,7 @@ def _print_ladder(out, lad: Ladder) -> None:
     out.print(t)
 
 
-def _print_similarity(out, r) -> None:
+def _print_similarity(out, r: ExplainResult) -> None:
     _rule(out, f"2. Is '{r.word}' the same vector in every sentence? (cosine similarity)")
     if not r.pairs:
         out.print(Text(f"  only one sentence contains '{r.word}': give two to compare", "dim"))
@@ -128,7 +128,7 @@ def _print_similarity(out, r) -> None:
     out.print(t)
 
 
-def _print_top(out, r, k: int, top) -> None:
+def _print_top(out, r: ExplainResult, k: int, top: list) -> None:
     _rule(out, f"3. Sentence {k + 1}: what '{r.word}' attends to, per layer and head")
     t = _table()
     t.add_column("head", justify="right", style="bold")

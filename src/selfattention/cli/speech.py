@@ -85,10 +85,13 @@ def run(args: argparse.Namespace) -> int:
     if command is None:
         error(f"choose one of: {', '.join(WHAT)}")
         return EXIT_USAGE
-    try:
-        check = {"features": _check_features, "band": _check_band, "bench": _bench_config}
-        checked = check[command](args) if command in check else None
-    except ValueError as e:  # bad options: before any work
+    try:  # bad options are usage errors, found before any work
+        config = _bench_config(args) if command == "bench" else None
+        if command == "features":
+            _check_features(args)
+        elif command == "band":
+            _check_band(args)
+    except ValueError as e:
         error(one_line(e))
         return EXIT_USAGE
     if command == "info":
@@ -100,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     if command == "voices":
         print(json.dumps(speech.voice_check(speech.load_clips(args.data_dir)), indent=2))
         return 0
-    return _bench(args, checked)
+    assert config is not None
+    return _bench(args, config)
 
 
 def _info(args: argparse.Namespace) -> int:

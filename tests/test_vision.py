@@ -395,21 +395,25 @@ def test_cli_predict_images_bad_inputs_are_one_line(trained, fashion_dir, tmp_pa
     _fails(capsys, [*base, "40"], "test image index must be in 0..39, got 40")
     _fails(capsys, [*base, "-1"], "got -1")
     _fails(capsys, [*base, "missing.npy"], "missing.npy does not exist")
-    _fails(capsys, [*base, "--file", str(tmp_path / "absent.txt")], "--file", "absent.txt")
-    _fails(capsys, base, "give test-image indices or .npy/.png files")
+    _fails(capsys, [*base, "--file", str(tmp_path / "absent.txt")], "absent.txt does not exist")
+    _fails(capsys, base, "nothing to predict")
     _fails(capsys, ["predict", "images", "-c", str(tmp_path / "absent"), "3"],
            "checkpoint", "absent")  # fmt: skip
     _fails(capsys, ["evaluate", "images", "-c", str(tmp_path / "absent")], "absent")
 
 
 def test_cli_train_images_bad_options_fail_before_loading(tmp_path, capsys, monkeypatch):
+    from selfattention.cli import main
+
     def no_data(*args, **kwargs):
         raise AssertionError("the data was loaded before the options were checked")
 
     monkeypatch.setattr(vdata, "load_dataset", no_data)
     base = ["train", "images", "--dataset", "digits", "-c", str(tmp_path / "c"), "--no-progress"]
     _fails(capsys, [*base, "--dim", "30"], "dim must be divisible by heads")
-    _fails(capsys, [*base, "--epochs", "0"], "epochs must be an integer >= 1, got 0")
+    with pytest.raises(SystemExit) as info:  # an argparse usage error names the option
+        main([*base, "--epochs", "0"])
+    assert info.value.code == 2 and "argument --epochs" in capsys.readouterr().err
     _fails(capsys, [*base, "--neighborhood", "2"], "neighborhood must be an odd number")
     _fails(capsys, [*base, "--data-dir", str(tmp_path)], "--data-dir is for fashion-mnist")
 
@@ -441,3 +445,11 @@ def test_cli_viz_image(trained, fashion_dir, tmp_path, capsys):
     _fails(capsys, out_at_file, f"--out {a_file} is a file")
     _fails(capsys, [*argv, "--layers", "7"], "layers: index 7 is out of range")
     _fails(capsys, [*argv[:-1], "0"], "--threads must be at least 1, got 0")
+
+
+def test_cli_train_images_checkpoint_at_a_file(tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    argv = ["train", "images", "--dataset", "digits", "-c", str(a_file), "--no-progress"]
+    _fails(capsys, argv, f"--checkpoint {a_file} is a file")
+    assert a_file.read_text() == "x"

@@ -162,9 +162,9 @@ def _run_image(args: argparse.Namespace) -> int:
     config = ViewConfig(
         indices=tuple(args.index), patch=args.patch, layers=args.layers, heads=args.heads
     )
-    out = out_folder(args.out)  # before loading anything: a bad --out costs no waiting
     torch.set_num_threads(args.threads)
     clf = load_classifier(args.checkpoint)
+    out = out_folder(args.out)  # before loading the data and drawing: a bad --out costs no wait
     if args.data_dir is not None and clf.dataset != "fashion-mnist":
         raise ValueError(f"--data-dir is for fashion-mnist; the checkpoint uses {clf.dataset!r}")
     views = image_views(clf, load_dataset(clf.dataset, root=args.data_dir), config)

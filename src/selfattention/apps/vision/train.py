@@ -11,7 +11,7 @@ is trained the same way, for comparison.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -24,6 +24,8 @@ from selfattention.apps.vision.data import ImageSplits
 from selfattention.apps.vision.model import MLP, VisionTransformer, ViTConfig, count_parameters
 
 __all__ = ["augment", "batches", "train", "vit_config"]
+
+OnEpoch = Callable[[dict, bool], None]
 
 # The dev split is drawn with its own fixed seed, so that runs with different --seed values
 # are scored on the same images.
@@ -124,6 +126,7 @@ def _fit(
     *,
     resume: bool,
     progress: bool,
+    on_epoch: OnEpoch | None,
 ) -> training.History:
     steps = -(-len(train_xy[1]) // config.batch_size)  # batches per epoch
     fit_config = training.FitConfig(
@@ -146,6 +149,7 @@ def _fit(
         loss_fn=_loss,
         metric_fn=_metric,
         meta=meta,
+        on_epoch=on_epoch,
     )
 
 
@@ -156,12 +160,15 @@ def train(
     *,
     resume: bool = False,
     progress: bool = False,
+    on_epoch: OnEpoch | None = None,
 ) -> dict:
     """Train the ViT of ``config`` on ``splits`` (and, with ``config.baseline``, the same-size MLP
     into ``checkpoint/mlp``); save the best epoch to ``checkpoint``; return the metrics (also
     written to ``checkpoint/metrics.json``).
 
-    ``resume`` continues from ``checkpoint/last``; ``progress`` shows a progress bar on stderr.
+    ``resume`` continues from ``checkpoint/last`` (with the same model options); ``progress``
+    shows a progress bar; ``on_epoch(row, improved)`` is called after each epoch (of the ViT,
+    then of the MLP). Ctrl-C raises KeyboardInterrupt naming the last checkpoint.
     """
     if not isinstance(config, ImageTaskConfig):
         raise TypeError(f"config must be an ImageTaskConfig, got {type(config).__name__}")
@@ -186,7 +193,7 @@ def train(
     }
     t0, c0 = time.perf_counter(), time.process_time()
     result = _fit(model, config, train_xy, dev_xy, checkpoint, saved,
-                  resume=resume, progress=progress)  # fmt: skip
+                  resume=resume, progress=progress, on_epoch=on_epoch)  # fmt: skip
     vit_seconds, vit_cpu = time.perf_counter() - t0, time.process_time() - c0
     params = count_parameters(model)
     metrics = {
@@ -214,7 +221,7 @@ def train(
         mlp = MLP((h, w), c, hidden, len(splits.classes))
         t0, c0 = time.perf_counter(), time.process_time()
         base = _fit(mlp, config, train_xy, dev_xy, checkpoint / "mlp", {"hidden": hidden},
-                    resume=resume, progress=progress)  # fmt: skip
+                    resume=resume, progress=progress, on_epoch=on_epoch)  # fmt: skip
         metrics["mlp"] = {
             "parameters": count_parameters(mlp),
             "hidden": hidden,

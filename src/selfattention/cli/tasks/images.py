@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from selfattention.apps.vision.config import DATASET_DEFAULTS, DATASETS
+from selfattention.cli.tasks import epoch_printer, positive_float, positive_int, read_inputs
 
 __all__ = ["add_arguments", "evaluate", "predict", "train"]
 
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
             "(scikit-learn's 8x8 digits); default: fashion-mnist",
         )
     g.add_argument("--data-dir", type=Path, help="folder with the Fashion-MNIST idx files")
-    g.add_argument("--limit", type=int, help="use only the first N images of each split")
+    g.add_argument("--limit", type=positive_int, help="use only the first N images of each split")
     if mode != "train":
         return
     fashion, digits = DATASET_DEFAULTS["fashion-mnist"], DATASET_DEFAULTS["digits"]
@@ -42,14 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
 
     g.add_argument(
         "--patch-size",
-        type=int,
+        type=positive_int,
         help=f"patch side p in pixels, must divide the image; {default('patch_size')}",
     )
     g.add_argument(
-        "--dim", type=int, help=f"model width, divisible by 4 and by --heads; {default('dim')}"
+        "--dim",
+        type=positive_int,
+        help=f"model width, divisible by 4 and by --heads; {default('dim')}",
     )
-    g.add_argument("--depth", type=int, help=f"encoder layers; {default('depth')}")
-    g.add_argument("--heads", type=int, help=f"attention heads; {default('heads')}")
+    g.add_argument("--depth", type=positive_int, help=f"encoder layers; {default('depth')}")
+    g.add_argument("--heads", type=positive_int, help=f"attention heads; {default('heads')}")
     g.add_argument(
         "--positions",
         choices=["sin2d", "learned"],
@@ -58,23 +61,25 @@ def add_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     )
     g.add_argument(
         "--neighborhood",
-        type=int,
+        type=positive_int,
         metavar="K",
         help="each patch attends only to the KxK patches around it (odd K); default: all patches",
     )
-    g.add_argument("--epochs", type=int, help=default("epochs"))
-    g.add_argument("--batch-size", type=int, help=default("batch_size"))
+    g.add_argument("--epochs", type=positive_int, help=default("epochs"))
+    g.add_argument("--batch-size", type=positive_int, help=default("batch_size"))
     g.add_argument(
         "--lr",
-        type=float,
+        type=positive_float,
         help=f"peak learning rate (linear warm-up, linear decay); {default('lr')}",
     )
     g.add_argument(
-        "--dev-size", type=int, help=f"training images held out as dev; {default('dev_size')}"
+        "--dev-size",
+        type=positive_int,
+        help=f"training images held out as dev; {default('dev_size')}",
     )
     g.add_argument(
         "--time-limit",
-        type=float,
+        type=positive_float,
         metavar="SECONDS",
         help=f"stop training after this long; {default('time_limit')}",
     )
@@ -120,8 +125,17 @@ def train(args: argparse.Namespace) -> dict:
         seed=args.seed,
     )
     _check_data_dir(args, args.dataset)
+    if args.checkpoint.exists() and not args.checkpoint.is_dir():
+        raise ValueError(f"--checkpoint {args.checkpoint} is a file; give a folder")
     splits = load_dataset(args.dataset, root=args.data_dir, limit=args.limit)
-    return train_images(config, splits, args.checkpoint, resume=args.resume, progress=args.progress)
+    return train_images(
+        config,
+        splits,
+        args.checkpoint,
+        resume=args.resume,
+        progress=args.progress,
+        on_epoch=epoch_printer(args.progress),
+    )
 
 
 def evaluate(args: argparse.Namespace) -> dict:
@@ -138,20 +152,6 @@ def evaluate(args: argparse.Namespace) -> dict:
     return metrics
 
 
-def _inputs(args: argparse.Namespace) -> list[str]:
-    inputs = list(args.inputs or [])
-    if args.file is not None:
-        try:
-            text = Path(args.file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else "not UTF-8 text"
-            raise ValueError(f"--file {args.file}: cannot read it ({reason})") from e
-        inputs += [line.strip() for line in text.splitlines() if line.strip()]
-    if not inputs:
-        raise ValueError("predict images: give test-image indices or .npy/.png files as inputs")
-    return inputs
-
-
 def predict(args: argparse.Namespace) -> int:
     """Print ``input<TAB>class<TAB>probability`` for each input: a test-image index (with the
     true class) or a .npy/.png file. Every input is read and checked before any is printed."""
@@ -163,7 +163,7 @@ def predict(args: argparse.Namespace) -> int:
 
     clf = load_classifier(args.checkpoint)
     cfg = clf.model.config
-    items = _inputs(args)
+    items = read_inputs(args)
     splits, images, truths = None, [], []
     for item in items:
         if item.lstrip("-").isdigit():

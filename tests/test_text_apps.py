@@ -272,10 +272,98 @@ def test_pretrained_classifier_on_minilm():
     bert = load_bert()
     model = polarity.PretrainedClassifier(bert).eval()
     part = [("a gorgeous , witty film".split(), 1), ("dull".split(), 0)]
-    ((inputs, targets),) = polarity._bert_batches(bert, part, 8, None)
+    ((inputs, targets),) = polarity.bert_batches(bert, part, 8, None)
     assert targets.tolist() == [1, 0]
     logits, weights = model(**inputs, return_weights=True)
     assert logits.shape == (2, 2) and len(weights) == bert.config.num_layers
     # Padding must not change the short sentence's prediction.
-    alone = model(**polarity._bert_batches(bert, part[1:], 8, None)[0][0])
+    alone = model(**polarity.bert_batches(bert, part[1:], 8, None)[0][0])
     torch.testing.assert_close(alone, logits[1:], atol=1e-5, rtol=1e-5)
+
+
+# -- the apps API (no argparse, no printing) and the CLI's failures (issue 9) --------------------
+
+
+def test_apps_take_configs_and_data(tmp_path):
+    from selfattention.apps.text import pos
+
+    data = pos.load_data(TAGGED, limit=120)
+    assert {k: len(v) for k, v in data.items()} == {"train": 96, "dev": 12, "test": 12}
+    config = pos.PosConfig(dim=16, heads=2, layers=1, epochs=1, glove=False, batch_size=16)
+    metrics = pos.train(config, data, tmp_path / "pos")
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["epochs_run"] == 1
+    assert pos.evaluate(tmp_path / "pos", data)["test_accuracy"] == metrics["test_accuracy"]
+    tagged = pos.predict(tmp_path / "pos", ["The saw is big .", "  "])
+    assert [w for w, _ in tagged[0]] == ["The", "saw", "is", "big", "."] and tagged[1] == []
+    with pytest.raises(ValueError, match="PosConfig: dim=16 must be divisible by heads=3"):
+        pos.PosConfig(dim=16, heads=3)
+    with pytest.raises(ValueError, match=r"PosConfig: dropout must be a number in \[0, 1\)"):
+        pos.PosConfig(dropout=1.5)
+    src = Path(pos.__file__).parent
+    for path in [*src.glob("*.py"), *src.glob("polarity/*.py")]:
+        text = path.read_text()
+        assert "argparse" not in text and "print(" not in text, path.name
+
+
+def test_polarity_config_defaults_follow_the_model():
+    from selfattention.apps.text.polarity import PolarityConfig
+
+    assert (PolarityConfig().epochs, PolarityConfig().ensemble) == (30, 10)
+    tuned = PolarityConfig(pretrained=True)
+    assert (tuned.epochs, tuned.patience, tuned.lr, tuned.ensemble) == (3, 2, 4e-5, 1)
+    with pytest.raises(ValueError, match="ensembles are for the encoder trained here"):
+        PolarityConfig(pretrained=True, ensemble=3)
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        PolarityConfig(pooling="sum")
+
+
+def test_ctrl_c_while_training_exits_130_naming_the_last_checkpoint(tmp_path, capsys, monkeypatch):
+    from selfattention.apps.text import common
+
+    ckpt = tmp_path / "pos"
+    calls = [0]
+    real = common.tag_loss
+
+    def loss(logits, targets):
+        if torch.is_grad_enabled():  # training, not the dev evaluation
+            calls[0] += 1
+            if calls[0] == 9:  # in the second epoch (6 batches of 16 an epoch)
+                raise KeyboardInterrupt
+        return real(logits, targets)
+
+    monkeypatch.setattr(common, "tag_loss", loss)
+    args = ["train", "pos", "-c", str(ckpt), "--limit", "120", "--no-glove", *POS_SMALL[4:]]
+    assert main([*args, "--epochs", "3"]) == 130
+    err = capsys.readouterr().err
+    assert err == (
+        f"interrupted: last checkpoint: {ckpt / 'last'} (epoch 1; best weights in {ckpt}); "
+        "continue with --resume\n"
+    )
+    monkeypatch.setattr(common, "tag_loss", real)
+    assert main([*args, "--epochs", "2", "--resume"]) == 0
+    history = json.loads((ckpt / "metrics.json").read_text())["history"]
+    assert [r["epoch"] for r in history] == [1, 2]
+
+
+def test_resume_with_other_model_options_names_them(tmp_path, capsys):
+    ckpt = tmp_path / "pos"
+    args = ["train", "pos", "-c", str(ckpt), "--limit", "120", "--no-glove", "--no-progress",
+            "--threads", "1", "--layers", "1", "--batch-size", "16"]  # fmt: skip
+    assert main([*args, "--dim", "16", "--heads", "2", "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--dim", "32", "--heads", "4", "--epochs", "2", "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: cannot resume from")
+    assert "model.dim is 16 there, 32 here" in err and "model.heads is 2 there, 4 here" in err
+    assert "Traceback" not in err
+
+
+def test_cli_rejects_impossible_options(tmp_path, capsys):
+    for bad in (["--threads", "0"], ["--epochs", "0"], ["--lr", "-1"], ["--limit", "0"]):
+        with pytest.raises(SystemExit) as info:
+            main(["train", "pos", "-c", str(tmp_path), "--data", str(TAGGED), *bad])
+        assert info.value.code == 2
+        assert f"argument {bad[0]}: expected a" in capsys.readouterr().err
+    assert main(["train", "pos", "-c", str(tmp_path), "--data", str(TAGGED), "--dim", "30",
+                 "--heads", "4"]) == 1  # fmt: skip
+    assert "dim=30 must be divisible by heads=4" in capsys.readouterr().err

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
+import functools
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -22,17 +23,87 @@ __all__ = [
     "Encoded",
     "Encoder",
     "batches",
+    "check_config",
     "cls_loss",
     "cls_metric",
+    "glove",
     "glove_table",
     "load_model",
-    "read_inputs",
     "save_attention_picture",
     "tag_loss",
     "tag_metric",
 ]
 
 IGNORE = -100  # target of padding positions (cross_entropy's ignore_index)
+POSITIONS = ("learned", "sinusoidal", "rotary")
+
+
+def check_config(
+    config: Any,
+    *,
+    positive: Sequence[str] = (),
+    non_negative: Sequence[str] = (),
+    fraction: Sequence[str] = (),
+) -> None:
+    """The checks every task config shares; a ValueError names the field, the value and what
+    was expected. Also: ``lr`` > 0, ``time_limit`` >= 0 or None, ``positions`` known, ``dim``
+    divisible by ``heads``."""
+    name = type(config).__name__
+
+    def fail(field: str, expected: str) -> None:
+        raise ValueError(f"{name}: {field} must be {expected}, got {getattr(config, field)!r}")
+
+    def is_int(x: Any) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    def is_number(x: Any) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+    for f in positive:
+        if not (is_int(getattr(config, f)) and getattr(config, f) >= 1):
+            fail(f, "a positive int")
+    for f in non_negative:
+        if not (is_int(getattr(config, f)) and getattr(config, f) >= 0):
+            fail(f, "an int >= 0")
+    for f in fraction:
+        if not (is_number(getattr(config, f)) and 0 <= getattr(config, f) < 1):
+            fail(f, "a number in [0, 1)")
+    if not (is_number(config.lr) and config.lr > 0):
+        fail("lr", "a number > 0")
+    if config.time_limit is not None and not (
+        is_number(config.time_limit) and config.time_limit >= 0
+    ):
+        fail("time_limit", "a number of seconds >= 0 or None")
+    if config.positions not in POSITIONS:
+        fail("positions", " or ".join(POSITIONS))
+    if config.dim % config.heads:
+        raise ValueError(f"{name}: dim={config.dim} must be divisible by heads={config.heads}")
+    if not is_int(config.seed):
+        fail("seed", "an int")
+
+
+def check_limit(limit: int | None) -> None:
+    if limit is not None and not (isinstance(limit, int) and limit >= 1):
+        raise ValueError(f"limit must be a positive int or None, got {limit!r}")
+
+
+def split_nonempty(items: Sequence[Any], path: Path) -> dict[str, list]:
+    """The fixed train/dev/test split of ``items``; a ValueError when one part is empty."""
+    from selfattention.apps.text import corpus
+
+    parts = corpus.split(items)
+    for name, part in parts.items():
+        if not part:
+            raise ValueError(f"{path}: {len(items)} sentences leave the {name} split empty")
+    return parts
+
+
+@functools.lru_cache(maxsize=2)
+def glove(path: Path | None) -> Any:
+    """GloVe vectors (the packaged ones when ``path`` is None), read once per process."""
+    from selfattention.pretrained import load_glove
+
+    return load_glove(path)
 
 
 @dataclass
@@ -165,9 +236,8 @@ def load_model(checkpoint: str | Path) -> tuple[TextModel | Ensemble, dict[str, 
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise ValueError(
-            f"{Path(checkpoint) / 'model.safetensors'} does not fit its config: {e}"
-        ) from e
+        first = str(e).strip().splitlines()[-1].strip()
+        raise ValueError(f"the weights in {checkpoint} do not fit its config.json ({first})") from e
     model.eval()
     config["encoder"] = Encoder(
         Vocab.from_json(config["vocab"]),
@@ -175,19 +245,6 @@ def load_model(checkpoint: str | Path) -> tuple[TextModel | Ensemble, dict[str, 
         config.get("max_chars", 16),
     )
     return model, config
-
-
-def read_inputs(args: argparse.Namespace) -> list[str]:
-    """Lines to predict: the TEXT arguments, then the lines of ``--file``; at least one."""
-    lines = [t for t in (args.inputs or []) if t.strip()]
-    if args.file is not None:
-        if not Path(args.file).is_file():
-            raise FileNotFoundError(f"input file {args.file} does not exist")
-        lines += [ln.strip() for ln in Path(args.file).read_text(encoding="utf-8").splitlines()]
-        lines = [ln for ln in lines if ln]
-    if not lines:
-        raise ValueError("nothing to predict: give TEXT arguments or --file")
-    return lines
 
 
 @torch.no_grad()

@@ -6,15 +6,17 @@ Baseline: each word's most frequent tag in training; words never seen take the m
 tag overall (NN). Accuracy is per token; "unseen" counts the test tokens whose exact form never
 occurs in training.
 
-    selfattention train pos                    # -> results/pos/{model.safetensors,config.json,...}
-    selfattention evaluate pos
-    selfattention predict pos "The bank raised its rates ."
+    data = load_data()                          # or load_data("tagged.txt", limit=200)
+    metrics = train(PosConfig(epochs=5), data, "results/pos")   # checkpoint + metrics.json
+    evaluate("results/pos", data)               # test metrics of the saved model
+    predict("results/pos", ["The bank raised its rates ."])  # [[("The", "DT"), ...]]
 """
 
 from __future__ import annotations
 
-import argparse
 from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,53 +27,54 @@ from selfattention.apps.text.model import TextModel, TextModelConfig
 from selfattention.apps.text.vocab import Vocab
 from selfattention.apps.training import FitConfig, fit, set_seed, write_metrics
 
+__all__ = ["PosConfig", "baseline", "evaluate", "load_data", "predict", "train"]
+
 SAMPLE = "The old man the boats , and the young man sails them ."
+Sentence = list[tuple[str, str]]  # (word, tag) pairs
 
 
-def add_arguments(parser: argparse.ArgumentParser, mode: str = "train") -> None:
-    """Options for ``mode`` ("train", "evaluate" or "predict"): only training takes model sizes."""
-    g = parser.add_argument_group("pos")
-    # One thread by default (set first, so that it holds in every mode): a 1M-parameter model on
-    # batches of ~1,300 tokens leaves a second intra-op thread mostly waiting, and on a shared
-    # machine it stalls the first.
-    parser.set_defaults(threads=1)
-    if mode == "predict":
-        return
-    g.add_argument("--data", type=Path, help="tagged corpus (default: fetch oanc-pos)")
-    g.add_argument("--limit", type=int, help="use only the first N sentences")
-    if mode != "train":
-        return
-    g.add_argument("--epochs", type=int, default=20)
-    g.add_argument("--patience", type=int, default=3, help="epochs without dev gain (3)")
-    g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--lr", type=float, default=2e-3)
-    g.add_argument("--dim", type=int, default=128)
-    g.add_argument("--layers", type=int, default=2)
-    g.add_argument("--heads", type=int, default=4)
-    g.add_argument("--dropout", type=float, default=0.2)
-    g.add_argument("--positions", choices=("learned", "sinusoidal", "rotary"), default="rotary")
-    g.add_argument("--no-glove", dest="glove", action="store_false", help="no GloVe vectors")
-    g.add_argument("--glove-words", type=int, default=50000, help="extra GloVe words kept")
-    g.add_argument("--glove-path", type=Path, help="GloVe folder or text file (default: packaged)")
-    g.add_argument("--no-chars", dest="chars", action="store_false", help="no character CNN")
-    g.add_argument("--time-limit", type=float, default=480.0, help="stop after S seconds (480)")
+@dataclass(frozen=True)
+class PosConfig:
+    """The tagger's model and training options (the defaults are the documented run)."""
+
+    dim: int = 128
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.2
+    positions: str = "rotary"  # "learned" | "sinusoidal" | "rotary"
+    glove: bool = True  # frozen GloVe vectors beside the trained ones
+    glove_words: int = 50000  # GloVe words kept beyond the training vocabulary
+    glove_path: Path | None = None  # GloVe folder or text file (None: the packaged one)
+    chars: bool = True  # a character CNN
+    epochs: int = 20
+    patience: int = 3  # epochs without a better dev accuracy before stopping
+    batch_size: int = 64
+    lr: float = 2e-3
+    time_limit: float | None = 480.0  # seconds
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        common.check_config(
+            self,
+            positive=("dim", "layers", "heads", "epochs", "patience", "batch_size", "glove_words"),
+            fraction=("dropout",),
+        )
 
 
-def _load(args: argparse.Namespace) -> dict[str, list]:
+def load_data(
+    path: str | Path | None = None, limit: int | None = None
+) -> dict[str, list[Sentence]]:
+    """Train/dev/test sentences of a tagged corpus (default: the installed ``oanc-pos``; raises
+    ``DataUnavailable`` naming ``selfattention data fetch oanc-pos`` when it is missing)."""
     from selfattention.apps import datasets
 
-    path = args.data if args.data is not None else datasets.fetch("oanc-pos")
+    common.check_limit(limit)
+    path = Path(path) if path is not None else datasets.require("oanc-pos")
     sents = corpus.read_tagged(path)
-    if args.limit:
-        sents = sents[: args.limit]
-    parts = corpus.split(sents)
-    for name, part in parts.items():
-        if not part:
-            raise ValueError(f"{path}: {len(sents)} sentences leave the {name} split empty")
-    return parts
+    return common.split_nonempty(sents[:limit] if limit else sents, path)
 
 
-def baseline(train: list, test: list) -> dict[str, float]:
+def baseline(train: list[Sentence], test: list[Sentence]) -> dict[str, Any]:
     """Most frequent tag per word (exact form); unseen words get the most frequent tag."""
     per_word: dict[str, Counter] = defaultdict(Counter)
     overall: Counter = Counter()
@@ -81,8 +84,7 @@ def baseline(train: list, test: list) -> dict[str, float]:
             overall[t] += 1
     default = overall.most_common(1)[0][0]
     best = {w: c.most_common(1)[0][0] for w, c in per_word.items()}
-    hit = seen_hit = unseen_hit = unseen = 0
-    total = 0
+    hit = seen_hit = unseen_hit = unseen = total = 0
     for sent in test:
         for w, t in sent:
             ok = best.get(w, default) == t
@@ -101,20 +103,92 @@ def baseline(train: list, test: list) -> dict[str, float]:
     }
 
 
-def _build(args: argparse.Namespace, train: list) -> tuple[TextModel, dict[str, Any], int]:
+def train(
+    config: PosConfig,
+    data: dict[str, list[Sentence]],
+    checkpoint: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    on_epoch: Callable[[dict, bool], None] | None = None,
+) -> dict[str, Any]:
+    """Train the tagger on ``data["train"]`` (early stopping on dev), save it to ``checkpoint``
+    with ``metrics.json`` and ``attention.png``; returns the test metrics and run summary."""
+    set_seed(config.seed)
+    t0 = common.timer()
+    model, meta, found = _build(config, data["train"])
+    encoder, tags = _encoder(meta), Vocab.from_json(meta["labels"])
+    encoded = {k: _encode(encoder, tags, data[k], ignore_unseen=True) for k in ("train", "dev")}
+    fit_config = FitConfig(
+        checkpoint,
+        epochs=config.epochs,
+        lr=config.lr,
+        patience=config.patience,
+        warmup_steps=200,
+        time_limit=config.time_limit,
+        resume=resume,
+        progress=progress,
+    )
+    history = fit(
+        model,
+        lambda epoch: common.batches(
+            encoded["train"], config.batch_size, seed=config.seed * 1000 + epoch
+        ),
+        common.batches(encoded["dev"], 128, task="tag"),
+        fit_config,
+        loss_fn=common.tag_loss,
+        metric_fn=common.tag_metric,
+        meta=meta,
+        on_epoch=on_epoch,
+    )
+    seconds = common.timer() - t0
+    metrics = _test_metrics(model, meta, data)
+    metrics.update(common.run_summary(model, history.to_dict(), seconds))
+    metrics["glove_words_found"] = found
+    write_metrics(Path(checkpoint) / "metrics.json", metrics)
+    tokens = corpus.tokenize(SAMPLE)
+    common.save_attention_picture(
+        model, encoder(tokens), tokens, Path(checkpoint) / "attention.png", "pos: " + SAMPLE
+    )
+    return {k: v for k, v in metrics.items() if k != "history"}
+
+
+def evaluate(checkpoint: str | Path, data: dict[str, list[Sentence]]) -> dict[str, Any]:
+    """Test metrics of the tagger saved in ``checkpoint`` (and the baseline's, for comparison)."""
+    model, meta = _load(checkpoint)
+    return _test_metrics(model, meta, data)
+
+
+@torch.no_grad()
+def predict(checkpoint: str | Path, texts: Sequence[str]) -> list[Sentence]:
+    """``(token, tag)`` pairs for each text (tokenised Penn-style; an empty text gives [])."""
+    model, meta = _load(checkpoint)
+    tags = Vocab.from_json(meta["labels"])
+    out: list[Sentence] = []
+    for text in texts:
+        tokens = corpus.tokenize(text)
+        if not tokens:
+            out.append([])
+            continue
+        inputs, _ = common.batches([meta["encoder"](tokens)], 1, task="tag")[0]
+        pred = model(**inputs).argmax(-1)[0]
+        out.append([(w, tags.itos[int(p)]) for w, p in zip(tokens, pred, strict=True)])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _build(config: PosConfig, train: list[Sentence]) -> tuple[TextModel, dict[str, Any], int]:
+    """The model and the checkpoint config (vocabularies from ``train``); GloVe words found."""
     counts = Counter(w.lower() for s in train for w, _ in s)
     trainable = [w for w, c in counts.items() if c >= 2]
     rest = [w for w, c in counts.items() if c < 2]
-    glove = None
-    extra: list[str] = []
-    if args.glove:
-        from selfattention.pretrained import load_glove
-
-        glove = load_glove(args.glove_path)
-        extra = glove.words[: args.glove_words] if glove.words else []
+    glove = common.glove(config.glove_path) if config.glove else None
+    extra = glove.words[: config.glove_words] if glove is not None and glove.words else []
     words = Vocab.build(Counter({w: counts[w] for w in trainable}), extra=[*sorted(rest), *extra])
     chars = (
-        Vocab.build(Counter(ch for s in train for w, _ in s for ch in w)) if args.chars else None
+        Vocab.build(Counter(ch for s in train for w, _ in s for ch in w)) if config.chars else None
     )
     tags = Vocab.build(Counter(t for s in train for _, t in s), specials=(), unk=None)
     cfg = TextModelConfig(
@@ -126,20 +200,20 @@ def _build(args: argparse.Namespace, train: list) -> tuple[TextModel, dict[str, 
         glove_dim=glove.dim if glove is not None else 0,
         num_chars=len(chars) if chars is not None else 0,
         case_dim=8,
-        dim=args.dim,
-        heads=args.heads,
-        layers=args.layers,
-        ff_dim=2 * args.dim,
-        dropout=args.dropout,
+        dim=config.dim,
+        heads=config.heads,
+        layers=config.layers,
+        ff_dim=2 * config.dim,
+        dropout=config.dropout,
         word_dropout=0.05,
-        positions=args.positions,
+        positions=config.positions,
     )
     model = TextModel(cfg)
     found = 0
     if glove is not None:
         table, found = common.glove_table(words, glove)
         model.set_glove(table)
-    config = {
+    meta = {
         "task": "pos",
         "model": cfg.to_json(),
         "vocab": words.to_json(),
@@ -147,16 +221,28 @@ def _build(args: argparse.Namespace, train: list) -> tuple[TextModel, dict[str, 
         "labels": tags.to_json(),
         "max_chars": 16,
     }
-    return model, config, found
+    return model, meta, found
 
 
-def _encode(encoder: common.Encoder, tags: Vocab, sents: list) -> list[common.Encoded]:
-    out = []
-    for s in sents:
-        # Tags never seen in training (rare: "NN|CD") cannot be predicted; they count as errors.
-        target = [tags.stoi.get(t, common.IGNORE - 1) for _, t in s]
-        out.append(encoder([w for w, _ in s], target))
-    return out
+def _encoder(meta: dict) -> common.Encoder:
+    chars = Vocab.from_json(meta["chars"]) if meta.get("chars") else None
+    return common.Encoder(Vocab.from_json(meta["vocab"]), chars, meta.get("max_chars", 16))
+
+
+def _encode(
+    encoder: common.Encoder, tags: Vocab, sents: list[Sentence], *, ignore_unseen: bool
+) -> list[common.Encoded]:
+    # A tag never seen in training (rare: "NN|CD") cannot be predicted: on train/dev the loss
+    # ignores it; on test it stays, as a sure miss.
+    unseen = common.IGNORE if ignore_unseen else common.IGNORE - 1
+    return [encoder([w for w, _ in s], [tags.stoi.get(t, unseen) for _, t in s]) for s in sents]
+
+
+def _load(checkpoint: str | Path) -> tuple[TextModel, dict[str, Any]]:
+    model, meta = common.load_model(checkpoint)
+    if meta.get("task") != "pos":
+        raise ValueError(f"{checkpoint} holds a {meta.get('task')!r} model, not pos")
+    return model, meta
 
 
 @torch.no_grad()
@@ -183,71 +269,17 @@ def _score(model: TextModel, data: list, sents: list, train_words: set) -> dict:
     }
 
 
-def _fix_targets(data: list[common.Encoded]) -> None:
-    # A tag unseen in training is ignored by the loss on train/dev; on test it stays a sure miss.
-    for e in data:
-        e.target = [common.IGNORE if t == common.IGNORE - 1 else t for t in e.target]
-
-
-def train(args: argparse.Namespace) -> dict[str, Any]:
-    set_seed(args.seed)
-    parts = _load(args)
-    t0 = common.timer()
-    model, config, found = _build(args, parts["train"])
-    encoder = common.Encoder(
-        Vocab.from_json(config["vocab"]),
-        Vocab.from_json(config["chars"]) if config["chars"] else None,
+def _test_metrics(model: TextModel, meta: dict, data: dict) -> dict[str, Any]:
+    test = _encode(
+        _encoder(meta), Vocab.from_json(meta["labels"]), data["test"], ignore_unseen=False
     )
-    tags = Vocab.from_json(config["labels"])
-    data = {k: _encode(encoder, tags, v) for k, v in parts.items()}
-    _fix_targets(data["train"])
-    _fix_targets(data["dev"])
-    dev_batches = common.batches(data["dev"], 128, task="tag")
-    fit_config = FitConfig(
-        args.checkpoint,
-        epochs=args.epochs,
-        lr=args.lr,
-        patience=args.patience,
-        warmup_steps=200,
-        time_limit=args.time_limit,
-        resume=args.resume,
-        progress=args.progress,
-    )
-    history = fit(
-        model,
-        lambda epoch: common.batches(data["train"], args.batch_size, seed=args.seed * 1000 + epoch),
-        dev_batches,
-        fit_config,
-        loss_fn=common.tag_loss,
-        metric_fn=common.tag_metric,
-        meta=config,
-    ).to_dict()
-    seconds = common.timer() - t0
-    metrics = _test_metrics(model, config, parts)
-    metrics.update(common.run_summary(model, history, seconds))
-    metrics["glove_words_found"] = found
-    write_metrics(Path(args.checkpoint) / "metrics.json", metrics)
-    tokens = corpus.tokenize(SAMPLE)
-    common.save_attention_picture(
-        model, encoder(tokens), tokens, Path(args.checkpoint) / "attention.png", "pos: " + SAMPLE
-    )
-    return {k: v for k, v in metrics.items() if k != "history"}
-
-
-def _test_metrics(model: TextModel, config: dict, parts: dict) -> dict[str, Any]:
-    encoder = common.Encoder(
-        Vocab.from_json(config["vocab"]),
-        Vocab.from_json(config["chars"]) if config.get("chars") else None,
-    )
-    tags = Vocab.from_json(config["labels"])
-    test = _encode(encoder, tags, parts["test"])
-    train_words = {w for s in parts["train"] for w, _ in s}
+    train_words = {w for s in data["train"] for w, _ in s}
     model.eval()
-    ours = _score(model, test, parts["test"], train_words)
-    base = baseline(parts["train"], parts["test"])
+    ours = _score(model, test, data["test"], train_words)
+    base = baseline(data["train"], data["test"])
     return {
         "task": "pos",
-        "split": {k: len(v) for k, v in parts.items()},
+        "split": {k: len(v) for k, v in data.items()},
         "test_accuracy": ours["accuracy"],
         "test_unseen_accuracy": ours["unseen_accuracy"],
         "test_tokens": ours["tokens"],
@@ -255,28 +287,3 @@ def _test_metrics(model: TextModel, config: dict, parts: dict) -> dict[str, Any]
         "baseline_accuracy": base["accuracy"],
         "baseline_unseen_accuracy": base["unseen_accuracy"],
     }
-
-
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    model, config = common.load_model(args.checkpoint)
-    if config.get("task") != "pos":
-        raise ValueError(f"{args.checkpoint} holds a {config.get('task')!r} model, not pos")
-    metrics = _test_metrics(model, config, _load(args))
-    write_metrics(Path(args.checkpoint) / "test_metrics.json", metrics)
-    return metrics
-
-
-@torch.no_grad()
-def predict(args: argparse.Namespace) -> int:
-    model, config = common.load_model(args.checkpoint)
-    if config.get("task") != "pos":
-        raise ValueError(f"{args.checkpoint} holds a {config.get('task')!r} model, not pos")
-    tags = Vocab.from_json(config["labels"])
-    for line in common.read_inputs(args):
-        tokens = corpus.tokenize(line)
-        if not tokens:
-            continue
-        inputs, _ = common.batches([config["encoder"](tokens)], 1, task="tag")[0]
-        pred = model(**inputs).argmax(-1)[0]
-        print(" ".join(f"{w}/{tags.itos[int(p)]}" for w, p in zip(tokens, pred, strict=True)))
-    return 0

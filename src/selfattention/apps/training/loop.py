@@ -102,14 +102,23 @@ class FitConfig:
 
         need(is_int(self.epochs) and self.epochs >= 1, "epochs", "a positive int")
         need(is_num(self.lr) and self.lr > 0, "lr", "a finite number > 0")
-        need(self.patience is None or (is_int(self.patience) and self.patience >= 1),
-             "patience", "a positive int or None")  # fmt: skip
+        need(
+            self.patience is None or (is_int(self.patience) and self.patience >= 1),
+            "patience",
+            "a positive int or None",
+        )
         need(is_num(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a number >= 0")
-        need(self.grad_clip is None or (is_num(self.grad_clip) and self.grad_clip > 0),
-             "grad_clip", "a number > 0 or None")  # fmt: skip
+        need(
+            self.grad_clip is None or (is_num(self.grad_clip) and self.grad_clip > 0),
+            "grad_clip",
+            "a number > 0 or None",
+        )
         need(is_int(self.warmup_steps) and self.warmup_steps >= 0, "warmup_steps", "an int >= 0")
-        need(self.time_limit is None or (is_num(self.time_limit) and self.time_limit >= 0),
-             "time_limit", "a number of seconds >= 0 or None")  # fmt: skip
+        need(
+            self.time_limit is None or (is_num(self.time_limit) and self.time_limit >= 0),
+            "time_limit",
+            "a number of seconds >= 0 or None",
+        )
 
     @property
     def last(self) -> Path:
@@ -190,8 +199,9 @@ def fit(
             if clock.expired():
                 stopped = "time_limit"
                 break
-            row, cut = _train_epoch(model, optimizer, train_batches, run, config, schedule,
-                                    clock, loss_fn, metric_fn)  # fmt: skip
+            row, cut = _train_epoch(
+                model, optimizer, train_batches, run, config, schedule, clock, loss_fn, metric_fn
+            )
             if row is None:  # the time ran out before this epoch's first batch
                 stopped = "time_limit"
                 break
@@ -210,8 +220,9 @@ def fit(
         raise RuntimeError(f"fit: time_limit={config.time_limit}s ran out before the first batch")
     state, _ = load_checkpoint(config.checkpoint)
     model.load_state_dict(state)
-    return History(tuple(run.history), run.best_epoch, run.best_dev_accuracy, stopped,
-                   clock.elapsed())  # fmt: skip
+    return History(
+        tuple(run.history), run.best_epoch, run.best_dev_accuracy, stopped, clock.elapsed()
+    )
 
 
 @torch.no_grad()

@@ -1,5 +1,5 @@
 """``selfattention.masks``: the bool mask builders (True = may attend)."""
 
-from selfattention.functional.masks import build, causal, combine, padding, window
+from selfattention.functional.masks import build, causal, combine, neighborhood, padding, window
 
-__all__ = ["build", "causal", "combine", "padding", "window"]
+__all__ = ["build", "causal", "combine", "neighborhood", "padding", "window"]

@@ -166,11 +166,11 @@ def predict(args: argparse.Namespace) -> int:
     items = read_inputs(args)
     splits, images, truths = None, [], []
     for item in items:
-        if item.lstrip("-").isdigit():
+        if item.strip().lstrip("-").isdigit():
             if splits is None:
                 _check_data_dir(args, clf.dataset)
                 splits = load_dataset(clf.dataset, root=args.data_dir, limit=args.limit)
-            i, n = int(item), len(splits.y_test)
+            i, n = int(item.strip()), len(splits.y_test)
             if not 0 <= i < n:
                 raise ValueError(f"test image index must be in 0..{n - 1}, got {i}")
             images.append(splits.x_test[i : i + 1])

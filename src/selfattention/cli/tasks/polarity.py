@@ -20,7 +20,7 @@ __all__ = ["add_arguments", "evaluate", "predict", "train"]
 
 def add_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     """Options for ``mode`` ("train", "evaluate" or "predict"): only training takes model sizes."""
-    # Measured on a 2-core machine: a second intra-op thread made MiniLM's training step 2.8x
+    # Measured under load: a second intra-op thread made MiniLM's training step 2.8x
     # slower (6.4 s vs 2.3 s: the threads wait for each other), and the small encoder gains
     # nothing from it; one thread is the default (in every mode).
     parser.set_defaults(threads=1)

@@ -20,7 +20,7 @@ __all__ = ["add_arguments", "evaluate", "predict", "train"]
 def add_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     """Options for ``mode`` ("train", "evaluate" or "predict"): only training takes model sizes."""
     # One thread by default (in every mode): a 1M-parameter model on batches of ~1,300 tokens
-    # leaves a second intra-op thread mostly waiting, and on a shared machine it stalls the first.
+    # leaves a second intra-op thread mostly waiting, and under load it stalls the first.
     parser.set_defaults(threads=1)
     if mode == "predict":
         return

@@ -1,4 +1,4 @@
-"""Every code block in README.md and docs/*.md runs, as a reader would run it.
+"""Every code block in README.md, ARCHITECTURE.md and docs/*.md runs, as a reader would run it.
 
 - ```python blocks are executed; the blocks of one page share a namespace, in page order, and run
   in a scratch folder (files they write land there);
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", ROOT / "ARCHITECTURE.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.S | re.M)
 PYTHON, SHELL, JSON, OUTPUT = "python", {"bash", "sh", "shell"}, "json", "text"
 NOT_RUN = {"pip", "apt-get", "sudo"}  # installs: never run by a test
@@ -225,7 +225,7 @@ def test_readme_is_short_and_links_every_docs_page() -> None:
     assert "](ARCHITECTURE.md)" in text
 
 
-@pytest.mark.parametrize("page", [*PAGES, ROOT / "ARCHITECTURE.md"], ids=lambda p: p.name)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_relative_links_resolve(page: Path) -> None:
     for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
         if re.match(r"[a-z]+:", target) or target.startswith("#"):
@@ -251,7 +251,7 @@ MACHINE = re.compile(
 
 
 def test_no_remarks_about_a_particular_machine() -> None:
-    files = [*PAGES, ROOT / "ARCHITECTURE.md", *sorted((ROOT / "src").rglob("*.py"))]
+    files = [*PAGES, *sorted((ROOT / "src").rglob("*.py"))]
     hits = [
         f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
         for path in files

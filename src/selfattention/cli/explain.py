@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--model",
-        help="a BERT-format folder (config.json, model.safetensors, "
-        "tokenizer.json); default: the packaged all-MiniLM-L6-v2",
+        help="a BERT, RoBERTa, DistilBERT, ALBERT or ELECTRA folder (config.json, "
+        "model.safetensors, tokenizer.json); default: the packaged all-MiniLM-L6-v2",
     )
     parser.add_argument("--glove", help="a GloVe .txt file (default: packaged GloVe 6B 50-d)")
     parser.add_argument(

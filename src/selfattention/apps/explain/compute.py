@@ -27,7 +27,7 @@ from selfattention.apps.explain.compare import (
 )
 from selfattention.apps.explain.config import ExplainConfig
 from selfattention.apps.explain.contextual import EncodedWords, encode_words
-from selfattention.pretrained import Bert, GloVe, load_bert, load_glove
+from selfattention.pretrained import Bert, GloVe, load_encoder, load_glove
 
 __all__ = ["ExplainResult", "Ladder", "ModelInfo", "StaticInfo", "explain"]
 
@@ -121,8 +121,10 @@ class ExplainResult:
 
 
 def _check_length(model: Bert, tokens: list[list[str]]) -> None:
-    limit = model.config.max_position_embeddings
-    encs = model.tokenizer.encode_batch(tokens, is_pretokenized=True)
+    limit = model.config.max_positions
+    # Joined as text, as the encoder itself tokenises pre-split words (byte-level BPE marks
+    # word starts only then).
+    encs = model.tokenizer.encode_batch([" ".join(t) for t in tokens])
     for k, e in enumerate(encs, 1):
         if len(e.ids) > limit:
             raise ValueError(
@@ -158,7 +160,7 @@ def explain(
     """
     tokens, word = config.resolve()
     if model is None:
-        model = load_bert(config.model)
+        model = load_encoder(config.model)
     _check_length(model, tokens)
     encoded = encode_words(model, tokens)
     if glove is None:

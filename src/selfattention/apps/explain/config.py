@@ -22,13 +22,13 @@ DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 
 @dataclass(frozen=True)
 class ExplainConfig:
-    """One run of ``explain``: static (GloVe) vs contextual (a BERT-format encoder) vectors.
+    """One run of ``explain``: static (GloVe) vs contextual (a BERT-family encoder) vectors.
 
     Attributes:
         sentences: the sentences to compare (at least one; default a river bank and a money bank).
         word: the word to follow; None = the longest word every sentence shares.
-        model: a BERT-format folder (config.json, model.safetensors, tokenizer.json); None = the
-            packaged all-MiniLM-L6-v2.
+        model: a BERT, RoBERTa, DistilBERT, ALBERT or ELECTRA folder (config.json with model_type,
+            model.safetensors, tokenizer.json); None = the packaged all-MiniLM-L6-v2.
         glove: a GloVe .txt file; None = the packaged GloVe 6B 50-d.
         scale: scores of the printed GloVe ladder: "1" (X Xᵀ, as the write-ups) or "sqrt"
             (X Xᵀ/√d, as transformers).

@@ -1,9 +1,9 @@
 """Training utilities shared by every classifier and tagger in ``selfattention.apps``.
 
-* :class:`FitConfig` + :func:`fit` (``loop.py``): AdamW, gradient clipping, optional linear
-  warm-up and decay, early stopping on dev accuracy, a time limit, the best weights saved as a
-  checkpoint and ``resume=True`` to continue a run; returns a :class:`History`. Ctrl-C re-raises
-  ``KeyboardInterrupt`` with a message naming the last checkpoint.
+* :class:`FitConfig` (``config.py``) + :func:`fit` (``loop.py``): AdamW, gradient clipping,
+  optional linear warm-up and decay, early stopping on dev accuracy, a time limit, the best
+  weights saved as a checkpoint and ``resume=True`` to continue a run; returns a
+  :class:`History`. Ctrl-C re-raises ``KeyboardInterrupt`` naming the last checkpoint.
 * :func:`save_checkpoint` / :func:`load_checkpoint` (``checkpoint.py``): a folder whose
   ``config.json`` manifest is written last, so that an interrupt at any point leaves the previous
   checkpoint loadable. No pickles.
@@ -20,15 +20,9 @@ from selfattention.apps.training.checkpoint import (
     read_checkpoint_extra,
     save_checkpoint,
 )
+from selfattention.apps.training.config import FitConfig, History, format_epoch
 from selfattention.apps.training.files import write_atomic, write_metrics
-from selfattention.apps.training.loop import (
-    FitConfig,
-    History,
-    evaluate,
-    fit,
-    format_epoch,
-    set_seed,
-)
+from selfattention.apps.training.loop import evaluate, fit, set_seed
 
 __all__ = [
     "CheckpointError",

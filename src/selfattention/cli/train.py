@@ -69,7 +69,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "task", None) is None:
+    if args.task is None:  # `selfattention train` without a task
         error(f"name a task: {', '.join(TASKS)}")
         return EXIT_USAGE
     import torch

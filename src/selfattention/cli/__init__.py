@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="selfattention", description="Self-attention, from the textbook ladder to real data."
     )
+    parser.set_defaults(_run=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         p = sub.add_parser(command.name, help=command.help, description=command.help)
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if getattr(args, "_run", None) is None:
+    if args._run is None:
         parser.print_help()
         return EXIT_USAGE
     # Errors a user can act on are one line; anything else is a bug, still one line unless

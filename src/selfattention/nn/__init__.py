@@ -4,6 +4,7 @@
 
 from selfattention.nn.additive import AdditiveAttention
 from selfattention.nn.attention import SelfAttention, merge_heads, split_heads
+from selfattention.nn.cache import KVCache
 from selfattention.nn.encoder import (
     ACTIVATIONS,
     EncoderOutput,
@@ -13,10 +14,12 @@ from selfattention.nn.encoder import (
 )
 from selfattention.nn.multihead import MultiheadAttention
 from selfattention.nn.neighborhood import NeighborhoodAttention2D
+from selfattention.nn.stream import WindowStream
 from selfattention.nn.positions import (
     ALiBi,
     AttentionPositions,
     LearnedPositions,
+    PositionsAtOffset,
     RotaryPositions,
     SinusoidalPositions,
     SinusoidalPositions2D,
@@ -31,15 +34,18 @@ __all__ = [
     "AttentionPositions",
     "EncoderOutput",
     "FeedForward",
+    "KVCache",
     "LearnedPositions",
     "MultiheadAttention",
     "NeighborhoodAttention2D",
+    "PositionsAtOffset",
     "RotaryPositions",
     "SelfAttention",
     "SinusoidalPositions",
     "SinusoidalPositions2D",
     "TransformerEncoder",
     "TransformerEncoderLayer",
+    "WindowStream",
     "alibi_slopes",
     "merge_heads",
     "sinusoidal_table",

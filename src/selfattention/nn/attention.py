@@ -5,9 +5,15 @@ Legend: b batch, i query positions, j key positions, h heads, d head_dim, e = di
     Q = X W_qᵀ + b_q,  K = C W_kᵀ + b_k,  V = C W_vᵀ + b_v      (C = X, or the context)
     per head:  O_h = normalize(Q_h K_hᵀ / √d + bias) V_h
     out = concat_h(O_h) W_oᵀ + b_o
+
+Step by step: ``forward(x, cache=KVCache())`` attends from the new positions to every cached
+one (causal generation, see ``nn/cache.py``); ``stream()`` runs a (left, right) window over
+chunks as they arrive (``nn/stream.py``).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
@@ -22,6 +28,10 @@ from selfattention.nn._checks import (
     check_probability,
     self_attention_inputs,
 )
+from selfattention.nn.cache import KVCache, attend_at, check_positions_at_offset
+
+if TYPE_CHECKING:
+    from selfattention.nn.stream import WindowStream
 
 __all__ = ["SelfAttention", "merge_heads", "split_heads"]
 
@@ -118,6 +128,7 @@ class SelfAttention(nn.Module):
         mask: Tensor | None = None,
         bias: Tensor | None = None,
         return_weights: bool = False,
+        cache: KVCache | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Attend from x to itself, or to ``context`` (cross-attention).
 
@@ -128,6 +139,10 @@ class SelfAttention(nn.Module):
                 ``sa.masks.padding(lengths)`` of shape (b, 1, 1, j).
             bias: float, broadcastable to (b, h, i, j), added to the scores.
             return_weights: also return the weights (b, h, i, j), per head.
+            cache: a ``KVCache`` for causal self-attention step by step: x holds the next i
+                positions (a prefill, then one token at a time); they sit at ``cache.length``
+                onwards, see every cached key allowed by causal/window, and are appended.
+                Then j = the keys held, and mask/bias broadcast to (b, h, i, j).
 
         Returns:
             out (b, i, dim), or (out, weights) with ``return_weights=True``.
@@ -135,10 +150,10 @@ class SelfAttention(nn.Module):
         context = self_attention_inputs(
             x, context, mask, return_weights, dim=self.dim, kv_dim=self.kv_dim
         )
+        if cache is not None:
+            return self._forward_cached(x, context, cache, mask, bias, return_weights)
         # 1. Project and split heads.
-        q = split_heads(self.query_proj(x), self.heads)  # (b, h, i, d)
-        k = split_heads(self.key_proj(context), self.heads)  # (b, h, j, d)
-        v = split_heads(self.value_proj(context), self.heads)  # (b, h, j, d)
+        q, k, v = self._project(x, context)  # (b, h, i, d), (b, h, j, d), (b, h, j, d)
         # 2. Positions after the projections: rotary turns q and k, ALiBi adds a bias.
         if self.positions is not None:
             q, k, pos_bias = self.positions.attend(q, k)
@@ -163,6 +178,71 @@ class SelfAttention(nn.Module):
         # 4. Concatenate the heads and project out.
         out = self.out_proj(merge_heads(out))  # (b, i, h·d) -> (b, i, dim)
         return (out, weights) if return_weights else out
+
+    def _project(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Q from x, K and V from context, heads split: (b, h, i, d), (b, h, j, d) twice."""
+        q = split_heads(self.query_proj(x), self.heads)
+        k = split_heads(self.key_proj(context), self.heads)
+        v = split_heads(self.value_proj(context), self.heads)
+        return q, k, v
+
+    def attend_kwargs(self, return_weights: bool = False) -> dict:
+        """The ``attention`` arguments this module adds besides masks (for caches and streams)."""
+        return dict(
+            scale=self.scale,
+            normalize=self.normalize,
+            dropout_p=self.dropout if self.training else 0.0,
+            return_weights=return_weights,
+            backend=self.backend,
+        )
+
+    def _forward_cached(self, x, context, cache, mask, bias, return_weights):
+        """``forward`` with ``cache=``: the new positions at cache.length …, keys from the cache."""
+        if not isinstance(cache, KVCache):
+            raise TypeError(f"cache must be a KVCache or None, got {type(cache).__name__}")
+        if context is not x:
+            raise ValueError("cache= is for self-attention; got context= as well")
+        left, right = self.window if self.window is not None else (None, None)
+        if not (self.causal or right == 0):
+            raise ValueError(
+                f"cache= needs causal attention (causal=True or window=(left, 0)), this module "
+                f"has causal={self.causal}, window={self.window}; a look-ahead window streams "
+                "with .stream() instead"
+            )
+        check_positions_at_offset(self.positions, "cache=")
+        p = cache.length
+        # 1. Project; rotary turns q and the new keys at their absolute positions p, p+1, …
+        q, k, v = self._project(x, x)  # (b, h, c, d) each
+        if self.positions is not None:
+            q, k = self.positions.encode(q, p), self.positions.encode(k, p)
+        # 2. Append to the cache; attend to every held key that causal/window allow.
+        keys, values = cache.append(k, v, owner=self)  # (b, h, m, d), m = held
+        result = attend_at(
+            q,
+            keys,
+            values,
+            q_start=p,
+            k_start=cache.start,
+            window=self.window,
+            causal=self.causal,
+            positions=self.positions,
+            mask=mask,
+            bias=bias,
+            **self.attend_kwargs(return_weights),
+        )
+        # 3. A window needs only the last `left` keys for the next position.
+        if left is not None:
+            cache.keep_last(left)
+        out, weights = result if return_weights else (result, None)
+        out = self.out_proj(merge_heads(out))  # (b, c, dim)
+        return (out, weights) if return_weights else out
+
+    def stream(self) -> WindowStream:
+        """A ``WindowStream`` over this module: push chunks (b, c, dim) as they arrive, get the
+        outputs of the offline window attention ``right`` frames later; ``flush()`` at the end."""
+        from selfattention.nn.stream import WindowStream
+
+        return WindowStream(self)
 
     def extra_repr(self) -> str:
         parts = [f"dim={self.dim}", f"heads={self.heads}", f"head_dim={self.head_dim}"]

@@ -7,6 +7,11 @@
    ``RotaryPositions`` (RoPE rotates q and k) and ``ALiBi`` (a per-head linear distance bias).
    These follow the ``AttentionPositions`` protocol below.
 
+Streams and caches (``SelfAttention.stream()``, ``cache=``) see a sequence a piece at a time, so
+every encoding also takes the absolute position of the piece's first element: ``offset=`` on the
+additive ones, ``encode(x, start)`` and ``bias(..., q_start, k_start)`` on the attention ones
+(the ``PositionsAtOffset`` protocol).
+
 Legend: b batch, h heads, i query position, j key position, d head_dim, n sequence length.
 Tables are computed in float64 on the fly and cast to the input's dtype, so a float64 model is
 exact to the last digit and nothing position-shaped lands in a ``state_dict``.
@@ -25,6 +30,7 @@ __all__ = [
     "ALiBi",
     "AttentionPositions",
     "LearnedPositions",
+    "PositionsAtOffset",
     "RotaryPositions",
     "SinusoidalPositions",
     "SinusoidalPositions2D",
@@ -43,6 +49,30 @@ class AttentionPositions(Protocol):
     """
 
     def attend(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor, Tensor | None]: ...
+
+
+@runtime_checkable
+class PositionsAtOffset(Protocol):
+    """What ``SelfAttention(positions=...)`` must also offer to be used with ``cache=`` or
+    ``stream()``: ``attend`` split into its two halves, each at absolute positions.
+
+    ``encode(x, start)`` turns q or k (b, h, n, d) as if it sat at positions start … start+n-1
+    (rotary) or returns it unchanged (ALiBi); ``bias(q_len, k_len, q_start=, k_start=, dtype=,
+    device=)`` is the score bias (1, h, q_len, k_len) between queries at q_start … and keys at
+    k_start …, or None. Then ``attend(q, k) == (encode(q, 0), encode(k, 0), bias(i, j))``.
+    """
+
+    def encode(self, x: Tensor, start: int = 0) -> Tensor: ...
+
+    def bias(
+        self, q_len: int, k_len: int, *, q_start: int = 0, k_start: int = 0, dtype=..., device=...
+    ) -> Tensor | None: ...
+
+
+def _check_offset(offset) -> int:
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"offset must be a non-negative int, got {offset!r}")
+    return offset
 
 
 def sinusoidal_table(
@@ -98,10 +128,17 @@ class SinusoidalPositions(nn.Module):
         """P (n, dim) in ``dtype``."""
         return sinusoidal_table(n, self.dim, base=self.base, dtype=dtype, device=device)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x (b, n, dim) -> x + P[:n]."""
-        _check_input("x", x, self.dim, self.max_len)
-        return x + self.table(x.shape[1], dtype=x.dtype, device=x.device)
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        """x (b, n, dim) -> x + P[offset : offset + n] (``offset``: x's first absolute position,
+        for a stream or a cache)."""
+        _check_input("x", x, self.dim, None)
+        end = _check_offset(offset) + x.shape[1]
+        if end > self.max_len:
+            raise ValueError(
+                f"x reaches position {end - 1} (offset={offset}, {x.shape[1]} positions) but this "
+                f"encoding was built for max_len={self.max_len}"
+            )
+        return x + self.table(end, dtype=x.dtype, device=x.device)[offset:]
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, max_len={self.max_len}, base={self.base:g}"
@@ -117,10 +154,16 @@ class LearnedPositions(nn.Module):
         self.weight = nn.Parameter(torch.empty(max_len, dim, device=device, dtype=dtype))
         nn.init.normal_(self.weight, std=0.02)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x (b, n, dim) -> x + weight[:n]."""
-        _check_input("x", x, self.dim, self.max_len)
-        return x + self.weight[: x.shape[1]].to(x.dtype)
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        """x (b, n, dim) -> x + weight[offset : offset + n]."""
+        _check_input("x", x, self.dim, None)
+        end = _check_offset(offset) + x.shape[1]
+        if end > self.max_len:
+            raise ValueError(
+                f"x reaches position {end - 1} (offset={offset}, {x.shape[1]} positions) but this "
+                f"table was built for max_len={self.max_len}"
+            )
+        return x + self.weight[offset:end].to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"max_len={self.max_len}, dim={self.dim}"
@@ -198,21 +241,22 @@ class RotaryPositions(nn.Module):
         self.base = float(base)
         self.interleaved = bool(interleaved)
 
-    def angles(self, n: int, *, device=None) -> Tensor:
-        """p·θ_t, (n, head_dim/2), float64."""
+    def angles(self, n: int, *, start: int = 0, device=None) -> Tensor:
+        """p·θ_t for p = start … start+n-1, (n, head_dim/2), float64."""
         theta = self.base ** (
             -torch.arange(0, self.head_dim, 2, dtype=torch.float64, device=device) / self.head_dim
         )
-        return torch.arange(n, dtype=torch.float64, device=device)[:, None] * theta
+        pos = torch.arange(start, start + n, dtype=torch.float64, device=device)
+        return pos[:, None] * theta
 
-    def rotate(self, x: Tensor) -> Tensor:
-        """x (..., n, head_dim) rotated by its positions 0..n-1."""
+    def rotate(self, x: Tensor, start: int = 0) -> Tensor:
+        """x (..., n, head_dim) rotated by its positions start … start+n-1."""
         if x.shape[-1] != self.head_dim:
             raise ValueError(
                 f"rotary positions were built for head_dim={self.head_dim}, got input with "
                 f"last dimension {x.shape[-1]} (shape {tuple(x.shape)})"
             )
-        ang = self.angles(x.shape[-2], device=x.device)
+        ang = self.angles(x.shape[-2], start=_check_offset(start), device=x.device)
         cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)  # (n, d/2)
         if self.interleaved:
             x1, x2 = x[..., 0::2], x[..., 1::2]
@@ -225,6 +269,14 @@ class RotaryPositions(nn.Module):
     def attend(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor, None]:
         """q (b, h, i, d), k (b, h, j, d) -> rotated (q, k), no bias."""
         return self.rotate(q), self.rotate(k), None
+
+    def encode(self, x: Tensor, start: int = 0) -> Tensor:
+        """q or k (b, h, n, d) at positions start … start+n-1 (``PositionsAtOffset``)."""
+        return self.rotate(x, start)
+
+    def bias(self, q_len: int, k_len: int, **_) -> None:
+        """Rotary positions add no score bias (``PositionsAtOffset``)."""
+        return None
 
     def extra_repr(self) -> str:
         return f"head_dim={self.head_dim}, base={self.base:g}, interleaved={self.interleaved}"
@@ -260,10 +312,19 @@ class ALiBi(nn.Module):
         super().__init__()
         self.heads = check_positive_int("heads", heads)
 
-    def bias(self, q_len: int, k_len: int, *, dtype=torch.float32, device=None) -> Tensor:
-        """-m_h · |i - j|, shape (1, h, q_len, k_len)."""
-        i = torch.arange(q_len, dtype=torch.float64, device=device)[:, None]
-        j = torch.arange(k_len, dtype=torch.float64, device=device)[None, :]
+    def bias(
+        self,
+        q_len: int,
+        k_len: int,
+        *,
+        q_start: int = 0,
+        k_start: int = 0,
+        dtype=torch.float32,
+        device=None,
+    ) -> Tensor:
+        """-m_h · |i - j| for queries i = q_start … and keys j = k_start …, (1, h, q_len, k_len)."""
+        i = torch.arange(q_start, q_start + q_len, dtype=torch.float64, device=device)[:, None]
+        j = torch.arange(k_start, k_start + k_len, dtype=torch.float64, device=device)[None, :]
         slopes = alibi_slopes(self.heads).to(device)[:, None, None]  # (h, 1, 1)
         return (-slopes * (i - j).abs())[None].to(dtype)
 
@@ -272,6 +333,10 @@ class ALiBi(nn.Module):
         if q.shape[1] != self.heads:
             raise ValueError(f"ALiBi was built for heads={self.heads}, got q with {q.shape[1]}")
         return q, k, self.bias(q.shape[2], k.shape[2], dtype=q.dtype, device=q.device)
+
+    def encode(self, x: Tensor, start: int = 0) -> Tensor:
+        """ALiBi leaves q and k unchanged (``PositionsAtOffset``)."""
+        return x
 
     def extra_repr(self) -> str:
         return f"heads={self.heads}"

@@ -45,6 +45,11 @@ class AttentionRecord:
         cls_token: position 0 is a class token, the patches follow.
         layers, heads: which layers/heads the report shows for this sequence (None = all; as
             ``report``'s arguments, which take precedence when given).
+        queries, keys: (L, H, i, d) and (L, H, j, d) projected queries and keys, for the report's
+            neuron view (the per-dimension terms scale · q_i[d] k_j[d] of a score).
+        scale: the score scale of those queries and keys (default 1/√d).
+        value_norms: (L, H, j) ‖v_j W_o^h‖ for the value-weighted view (``viz.value_norms``).
+        flow: (i, j) attention flow to show (default: computed by the report for short inputs).
     """
 
     name: str
@@ -57,11 +62,17 @@ class AttentionRecord:
     cls_token: bool = False
     layers: Any = None
     heads: Any = None
+    queries: Any = None
+    keys: Any = None
+    scale: float | None = None
+    value_norms: Any = None
+    flow: Any = None
 
     def __post_init__(self) -> None:
         self.name = str(self.name)
         self.weights = stack_layers(self.weights, f"weights of {self.name!r}")
-        _, _, n_i, n_j = self.weights.shape
+        n_l, n_h, n_i, n_j = self.weights.shape
+        self._check_views(n_l, n_h, n_i, n_j)
         cls = int(bool(self.cls_token))
         if self.image is not None:
             self.image = as_array(self.image, f"image of {self.name!r}", ndim=(2, 3))
@@ -98,6 +109,35 @@ class AttentionRecord:
     @property
     def is_image(self) -> bool:
         return self.patches is not None
+
+    def _check_views(self, n_l: int, n_h: int, n_i: int, n_j: int) -> None:
+        """Shapes of the optional view inputs against the weights (L, H, i, j)."""
+        who = f"of {self.name!r}"
+        if (self.queries is None) != (self.keys is None):
+            raise ValueError(f"queries and keys {who} come together (the neuron view needs both)")
+        if self.queries is not None:
+            self.queries = as_array(self.queries, f"queries {who}", ndim=4)
+            self.keys = as_array(self.keys, f"keys {who}", ndim=4)
+            d = self.queries.shape[-1]
+            for name, a, n in (("queries", self.queries, n_i), ("keys", self.keys, n_j)):
+                if a.shape != (n_l, n_h, n, d):
+                    raise ValueError(
+                        f"{name} {who} must be (L, H, n, d) = {(n_l, n_h, n, d)} to match the "
+                        f"weights {(n_l, n_h, n_i, n_j)}, got {a.shape}"
+                    )
+            if self.scale is not None:
+                self.scale = float(self.scale)
+        if self.value_norms is not None:
+            self.value_norms = as_array(self.value_norms, f"value_norms {who}", ndim=3)
+            if self.value_norms.shape != (n_l, n_h, n_j):
+                raise ValueError(
+                    f"value_norms {who} must be (L, H, j) = {(n_l, n_h, n_j)}, "
+                    f"got {self.value_norms.shape}"
+                )
+        if self.flow is not None:
+            self.flow = as_array(self.flow, f"flow {who}", ndim=2)
+            if self.flow.shape != (n_i, n_j):
+                raise ValueError(f"flow {who} must be (i, j) = {(n_i, n_j)}, got {self.flow.shape}")
 
 
 def as_record(obj: Any, index: int = 0) -> AttentionRecord:

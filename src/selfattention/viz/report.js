@@ -28,50 +28,118 @@
     return out;
   }
 
-  // weights: {dtype: "f4", data} float32, or {dtype: "u2", lo, hi, data} uint16 steps lo..hi
-  function values(v) {
-    var b = bytes(v.data);
-    var view = new DataView(b.buffer);
-    if (v.dtype === "f4") {
-      var f = new Float32Array(b.length / 4);
-      for (var k = 0; k < f.length; k++) f[k] = view.getFloat32(4 * k, true);
-      return f;
+  // deflated bytes (zlib format) -> Promise of bytes, by the browser's own DecompressionStream
+  function inflate(b64) {
+    var stream = new Blob([bytes(b64)]).stream().pipeThrough(new DecompressionStream("deflate"));
+    return new Response(stream).arrayBuffer().then(function (buf) { return new Uint8Array(buf); });
+  }
+
+  function floats(b) {
+    var view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    var f = new Float32Array(b.length / 4);
+    for (var k = 0; k < f.length; k++) f[k] = view.getFloat32(4 * k, true);
+    return f;
+  }
+
+  // An encoded array (see viz/_compact.py) -> Promise of a store with map(offset, size): the
+  // float values of one map. "f4" and "u2" are decoded whole; "u1" (8-bit rows with a maximum
+  // each, deflated) keeps its bytes and turns a map into floats only when it is first shown.
+  function store(v, rowLength) {
+    if (!v) return Promise.resolve(null);
+    if (v.dtype === "u1") {
+      return inflate(v.data).then(function (q) {
+        var rows = floats(bytes(v.rows)), done = {};
+        return { map: function (off, size) {
+          if (done[off]) return done[off];
+          var out = new Float32Array(size);
+          for (var e = 0; e < size; e++) {
+            out[e] = q[off + e] * rows[Math.floor((off + e) / rowLength)] / v.levels;
+          }
+          done[off] = out;
+          return out;
+        } };
+      });
     }
-    var q = new Float32Array(b.length / 2), step = (v.hi - v.lo) / 65535;
-    for (var i = 0; i < q.length; i++) q[i] = v.lo + view.getUint16(2 * i, true) * step;
-    return q;
+    var all;
+    if (v.dtype === "f4") all = floats(bytes(v.data));
+    else {
+      var b = bytes(v.data), view = new DataView(b.buffer), step = (v.hi - v.lo) / 65535;
+      all = new Float32Array(b.length / 2);
+      for (var i = 0; i < all.length; i++) all[i] = v.lo + view.getUint16(2 * i, true) * step;
+    }
+    return Promise.resolve({ map: function (off, size) { return all.subarray(off, off + size); } });
   }
 
   var DATA = JSON.parse($("report-data").textContent);
   var cache = {};
 
+  // Promise of the decoded sequence ``index`` (decoded once, when first chosen)
   function sequence(index) {
-    if (cache[index]) return cache[index];
+    if (cache[index]) return Promise.resolve(cache[index]);
     var raw = DATA.sequences[index];
-    var s = {
-      name: raw.name, layers: raw.layers, heads: raw.heads, nq: raw.nq, nk: raw.nk,
-      x: raw.x, y: raw.y, w: values(raw.w), mean: values(raw.mean),
-      rollout: raw.rollout ? values(raw.rollout) : null, patches: null, image: null
-    };
-    if (raw.patches) {
-      s.patches = { h: raw.patches.h, w: raw.patches.w, cls: raw.patches.cls,
-                    rgba: new Uint8ClampedArray(bytes(raw.patches.rgba).buffer) };
-    }
-    if (raw.image) {
-      s.image = { h: raw.image.h, w: raw.image.w, grid: raw.image.grid,
-                  rgba: new Uint8ClampedArray(bytes(raw.image.rgba).buffer) };
-    }
-    cache[index] = s;
-    return s;
+    var parts = [raw.w, raw.mean, raw.rollout, raw.flow, raw.vnorm,
+                 raw.neuron ? raw.neuron.q : null, raw.neuron ? raw.neuron.k : null];
+    return Promise.all(parts.map(function (v) { return store(v, raw.nk); })).then(function (st) {
+      var s = {
+        name: raw.name, layers: raw.layers, heads: raw.heads, nq: raw.nq, nk: raw.nk,
+        x: raw.x, y: raw.y, precision: raw.precision, w: st[0], mean: st[1], rollout: st[2],
+        flow: st[3], flowNote: raw.flowNote, vnorm: st[4], neuronNote: raw.neuronNote || null,
+        neuron: raw.neuron ? { d: raw.neuron.d, q: st[5], k: st[6] } : null,
+        patches: null, image: null, maps: {}
+      };
+      if (raw.patches) {
+        s.patches = { h: raw.patches.h, w: raw.patches.w, cls: raw.patches.cls,
+                      rgba: new Uint8ClampedArray(bytes(raw.patches.rgba).buffer) };
+      }
+      if (raw.image) {
+        s.image = { h: raw.image.h, w: raw.image.w, grid: raw.image.grid,
+                    rgba: new Uint8ClampedArray(bytes(raw.image.rgba).buffer) };
+      }
+      cache[index] = s;
+      return s;
+    });
   }
 
-  // the (nq * nk) map for layer position li and head choice ("mean", "rollout" or a head position)
-  function mapOf(s, li, head) {
+  // one head's attention map α (nq * nk), layer position li, head position h
+  function headMap(s, li, h) {
     var size = s.nq * s.nk;
-    if (head === "mean") return s.mean.subarray(li * size, (li + 1) * size);
-    if (head === "rollout") return s.rollout.subarray(li * size, (li + 1) * size);
-    var off = (li * s.heads.length + head) * size;
-    return s.w.subarray(off, off + size);
+    return s.w.map((li * s.heads.length + h) * size, size);
+  }
+
+  // ‖α_ij v_j W_o^h‖ = α_ij · ‖v_j W_o^h‖ (Kobayashi et al., 2020)
+  function valueMap(s, li, h) {
+    var key = "v" + li + "/" + h;
+    if (s.maps[key]) return s.maps[key];
+    var a = headMap(s, li, h), norms = s.vnorm.map((li * s.heads.length + h) * s.nk, s.nk);
+    var out = new Float32Array(a.length);
+    for (var e = 0; e < a.length; e++) out[e] = a[e] * norms[e % s.nk];
+    s.maps[key] = out;
+    return out;
+  }
+
+  // the mean over heads of ``one(s, li, h)``: stored (over every head) when only some are shown
+  function meanMap(s, li, value) {
+    var size = s.nq * s.nk;
+    if (s.mean && !value) return s.mean.map(li * size, size);
+    var key = (value ? "vm" : "m") + li;
+    if (s.maps[key]) return s.maps[key];
+    var out = new Float32Array(size);
+    for (var h = 0; h < s.heads.length; h++) {
+      var m = value ? valueMap(s, li, h) : headMap(s, li, h);
+      for (var e = 0; e < size; e++) out[e] += m[e] / s.heads.length;
+    }
+    s.maps[key] = out;
+    return out;
+  }
+
+  // the (nq * nk) map for layer position li and head choice ("mean", "rollout", "flow" or a
+  // head position), as attention weights or (measure "value") value-weighted
+  function mapOf(s, li, head, measure) {
+    var size = s.nq * s.nk, value = measure === "value" && !!s.vnorm;
+    if (head === "mean") return meanMap(s, li, value);
+    if (head === "rollout") return s.rollout.map(li * size, size);
+    if (head === "flow") return s.flow.map(0, size);
+    return value ? valueMap(s, li, head) : headMap(s, li, head);
   }
 
   // ---------- colours: a white-to-blue scale (matplotlib's "Blues" stops) ----------------------
@@ -131,7 +199,10 @@
   }
 
   // ---------- state -----------------------------------------------------------------------------
-  var state = { seq: 0, layer: 0, head: "mean", scale: "view", row: null, hover: null };
+  // rows: the selected query rows (ctrl/shift-click adds one); row: the last one clicked;
+  // key: the key of the last clicked cell (the neuron view's j)
+  var state = { seq: 0, layer: 0, head: "mean", scale: "view", measure: "weight",
+                combine: "sum", rows: [], row: null, key: null, hover: null };
   var S = null;          // the current decoded sequence
   var M = null;          // the current map
   var TOPS = null;       // per-row colour-scale tops
@@ -142,6 +213,7 @@
   function headLabel(s, head) {
     if (head === "mean") return "mean of heads";
     if (head === "rollout") return "rollout through this layer";
+    if (head === "flow") return "attention flow (all layers)";
     return "head " + s.heads[head];
   }
 
@@ -161,17 +233,25 @@
     });
   }
 
-  function setupSequence() {
-    S = sequence(state.seq);
+  function setupSequence(s) {
+    S = s;
     state.layer = Math.min(state.layer, S.layers.length - 1);
     if (state.head === "rollout" && !S.rollout) state.head = "mean";
+    if (state.head === "flow" && !S.flow) state.head = "mean";
     if (typeof state.head === "number" && state.head >= S.heads.length) state.head = "mean";
+    if (!S.vnorm) state.measure = "weight";
+    state.rows = [];
     state.row = null;
+    state.key = null;
     fill($("layer-select"), S.layers.map(function (l, i) { return [i, "layer " + l]; }));
     var heads = [["mean", "mean of heads"]];
     S.heads.forEach(function (h, i) { heads.push([i, "head " + h]); });
     if (S.rollout) heads.push(["rollout", "rollout through this layer"]);
+    if (S.flow) heads.push(["flow", "attention flow (all layers)"]);
     fill($("head-select"), heads);
+    $("measure-select").disabled = !S.vnorm;
+    $("measure-select").title = S.vnorm ? "" : "this sequence has no value norms";
+    $("precision").textContent = S.precision;
     CELL = cellSize(S);
     buildLabels();
     syncSelects();
@@ -182,6 +262,8 @@
     $("layer-select").value = String(state.layer);
     $("head-select").value = String(state.head);
     $("scale-select").value = state.scale;
+    $("measure-select").value = state.measure;
+    $("combine-select").value = state.combine;
   }
 
   // ---------- labels (tokens or image patches) ----------------------------------------------------
@@ -241,13 +323,13 @@
     for (var k = 0; k < xs.length; k++) xs[k].classList.toggle("hover", !!h && h[1] === k);
     for (var r = 0; r < ys.length; r++) {
       ys[r].classList.toggle("hover", !!h && h[0] === r);
-      ys[r].classList.toggle("selected", state.row === r);
+      ys[r].classList.toggle("selected", state.rows.indexOf(r) >= 0);
     }
   }
 
   // ---------- heatmap ------------------------------------------------------------------------------
   function draw() {
-    M = mapOf(S, state.layer, state.head);
+    M = mapOf(S, state.layer, state.head, state.measure);
     var sc = rowTops(M, S.nq, S.nk, state.scale);
     TOPS = sc.rows;
     paint(small, M, S.nq, S.nk, TOPS);
@@ -297,9 +379,13 @@
       lo = Math.min(lo, total);
       hi = Math.max(hi, total);
     }
+    var valued = state.measure === "value" && !!S.vnorm &&
+      (state.head === "mean" || typeof state.head === "number");
     $("status").textContent = S.name + " · " + S.nq + " queries × " + S.nk + " keys · layer " +
-      S.layers[state.layer] + " · " + headLabel(S, state.head) + " · row sums " +
+      S.layers[state.layer] + " · " + headLabel(S, state.head) +
+      (valued ? " · value-weighted ‖α v W_o‖" : "") + " · row sums " +
       (hi - lo < 5e-4 ? lo.toFixed(3) : lo.toFixed(3) + " to " + hi.toFixed(3));
+    $("view-note").textContent = state.head === "flow" ? "" : (!S.flow && S.flowNote ? S.flowNote : "");
     document.body.setAttribute("data-view", [state.seq, state.layer, state.head].join("/"));
   }
 
@@ -319,10 +405,12 @@
     ctx.setTransform(DPR, 0, 0, DPR, 0, 0);
     ctx.clearRect(0, 0, c.width, c.height);
     var w = S.nk * CELL;
-    if (state.row !== null) {
-      ctx.strokeStyle = "#f59e0b";
-      ctx.lineWidth = 3;
-      ctx.strokeRect(1.5, state.row * CELL + 1.5, w - 3, CELL - 3);
+    ctx.strokeStyle = "#f59e0b";
+    ctx.lineWidth = 3;
+    state.rows.forEach(function (r) { ctx.strokeRect(1.5, r * CELL + 1.5, w - 3, CELL - 3); });
+    if (state.row !== null && state.key !== null) {
+      ctx.strokeStyle = "#dc2626";
+      ctx.strokeRect(state.key * CELL + 1.5, state.row * CELL + 1.5, CELL - 3, CELL - 3);
     }
     if (state.hover) {
       ctx.strokeStyle = "#111827";
@@ -333,24 +421,47 @@
   }
 
   // ---------- selected row: strongest keys --------------------------------------------------------
+  // the selected rows of M combined: their sum, or their mean
+  function combinedRow() {
+    var row = new Float64Array(S.nk);
+    state.rows.forEach(function (r) {
+      for (var k = 0; k < S.nk; k++) row[k] += M[r * S.nk + k];
+    });
+    if (state.combine === "mean" && state.rows.length) {
+      for (var k = 0; k < S.nk; k++) row[k] /= state.rows.length;
+    }
+    return row;
+  }
+
   function drawRow() {
     var title = $("row-title"), list = $("row-bars");
     list.textContent = "";
-    if (state.row === null) {
-      title.textContent = "Click a token (or a cell) to list what it attends to.";
+    if (!state.rows.length) {
+      title.textContent = "Click a token (or a cell) to list what it attends to; " +
+        "ctrl- or shift-click to add more.";
+      drawNeuron();
       return;
     }
-    var r = state.row;
+    var row = combinedRow();
     title.textContent = "";
-    title.appendChild(document.createTextNode("query " + r + " "));
-    title.appendChild(el("b", null, S.y[r]));
+    if (state.rows.length === 1) {
+      title.appendChild(document.createTextNode("query " + state.rows[0] + " "));
+      title.appendChild(el("b", null, S.y[state.rows[0]]));
+    } else {
+      title.appendChild(document.createTextNode(
+        (state.combine === "sum" ? "sum" : "mean") + " of " + state.rows.length + " queries "));
+      state.rows.forEach(function (r, n) {
+        if (n) title.appendChild(document.createTextNode(", "));
+        title.appendChild(el("b", null, S.y[r]));
+      });
+    }
     title.appendChild(document.createTextNode(" attends most to:"));
     var order = [];
     for (var k = 0; k < S.nk; k++) order.push(k);
-    order.sort(function (a, b) { return M[r * S.nk + b] - M[r * S.nk + a]; });
-    var top = M[r * S.nk + order[0]] || 1;
+    order.sort(function (a, b) { return row[b] - row[a]; });
+    var top = row[order[0]] || 1;
     order.slice(0, 12).forEach(function (k) {
-      var v = M[r * S.nk + k];
+      var v = row[k];
       var li = el("li");
       li.appendChild(el("span", "name", S.x[k] + " (" + k + ")"));
       var bar = el("span", "bar"), fillBar = el("span");
@@ -359,6 +470,61 @@
       li.appendChild(bar);
       li.appendChild(el("span", "val", v.toFixed(3)));
       list.appendChild(li);
+    });
+    drawNeuron();
+  }
+
+  // ---------- neuron view: the score of (query i, key j) as a sum over dimensions ---------------
+  function drawNeuron() {
+    var box = $("neuron"), note = $("neuron-title");
+    box.textContent = "";
+    if (!S.neuron) {
+      note.textContent = S.neuronNote || "No queries/keys were given for this sequence.";
+      return;
+    }
+    var i = state.row, j = state.key;
+    if (i === null) {
+      note.textContent = "Click a cell (query i, key j) to see q_i · k_j dimension by dimension.";
+      return;
+    }
+    if (j === null) {
+      j = 0;  // the strongest key of the row
+      for (var k = 1; k < S.nk; k++) if (M[i * S.nk + k] > M[i * S.nk + j]) j = k;
+    }
+    note.textContent = "";
+    note.appendChild(el("b", null, S.y[i]));
+    note.appendChild(document.createTextNode(" (query " + i + ") → "));
+    note.appendChild(el("b", null, S.x[j]));
+    note.appendChild(document.createTextNode(" (key " + j + "), layer " +
+      S.layers[state.layer] + ": terms scale·q_i[d]·k_j[d], which add up to the score"));
+    var d = S.neuron.d, nh = S.heads.length;
+    var heads = typeof state.head === "number" ? [state.head] : S.heads.map(function (_, h) { return h; });
+    heads.forEach(function (h) {
+      var q = S.neuron.q.map(((state.layer * nh + h) * S.nq + i) * d, d);
+      var kv = S.neuron.k.map(((state.layer * nh + h) * S.nk + j) * d, d);
+      var terms = [], score = 0;
+      for (var e = 0; e < d; e++) { terms.push([e, q[e] * kv[e]]); score += q[e] * kv[e]; }
+      terms.sort(function (a, b) { return Math.abs(b[1]) - Math.abs(a[1]); });
+      var item = el("div", "nhead");
+      item.dataset.head = String(S.heads[h]);
+      item.dataset.score = String(score);
+      var head = el("div", "nh-title");
+      head.appendChild(el("span", null, "head " + S.heads[h]));
+      head.appendChild(el("span", "score", "score " + score.toFixed(4) + " = Σ of " + d + " terms"));
+      item.appendChild(head);
+      var shown = terms.slice(0, heads.length === 1 ? 12 : 4);
+      var big = Math.abs(shown[0][1]) || 1;
+      shown.forEach(function (t) {
+        var line = el("div", "nterm");
+        line.appendChild(el("span", "name", "d" + t[0]));
+        var bar = el("span", "bar"), fillBar = el("span", t[1] < 0 ? "neg" : null);
+        fillBar.style.width = (100 * Math.abs(t[1]) / big).toFixed(1) + "%";
+        bar.appendChild(fillBar);
+        line.appendChild(bar);
+        line.appendChild(el("span", "val", t[1].toFixed(3)));
+        item.appendChild(line);
+      });
+      box.appendChild(item);
     });
   }
 
@@ -382,7 +548,10 @@
 
     // which query's row to show: the selected one, else the class token, else the mean of all rows
     var row = new Float64Array(S.nk), what;
-    if (state.row !== null || cls) {
+    if (state.rows.length > 1) {
+      row = combinedRow();
+      what = "the " + state.combine + " of " + state.rows.length + " queries";
+    } else if (state.row !== null || cls) {
       var r = state.row !== null ? state.row : 0;
       for (var k = 0; k < S.nk; k++) row[k] = M[r * S.nk + k];
       what = r < cls ? "the class token" : "patch " + (r - cls);
@@ -415,7 +584,7 @@
 
   function drawOverview() {
     var box = $("overview");
-    var key = state.seq + "/" + state.scale;
+    var key = state.seq + "/" + state.scale + "/" + state.measure;
     if (key === overviewKey) {
       box.querySelectorAll("canvas").forEach(function (cv) {
         cv.classList.toggle("current", cv.dataset.view === state.layer + "/" + state.head);
@@ -433,7 +602,7 @@
     S.layers.forEach(function (l, li) {
       box.appendChild(el("span", "lab", "L" + l));
       cols.forEach(function (c) {
-        var m = mapOf(S, li, c[0]);
+        var m = mapOf(S, li, c[0], state.measure);
         var cv = document.createElement("canvas");
         paint(cv, m, S.nq, S.nk, rowTops(m, S.nq, S.nk, state.scale).rows);
         cv.title = "layer " + l + ", " + headLabel(S, c[0]);
@@ -461,8 +630,17 @@
     return [r, k];
   }
 
-  function selectRow(r) {
-    state.row = state.row === r ? null : r;
+  // a plain click selects one row (again: none); ctrl/cmd/shift-click adds or removes a row
+  function selectRow(r, ev, key) {
+    var many = ev && (ev.ctrlKey || ev.metaKey || ev.shiftKey);
+    var at = state.rows.indexOf(r);
+    if (many) {
+      if (at >= 0) state.rows.splice(at, 1); else state.rows.push(r);
+    } else {
+      state.rows = state.rows.length === 1 && at === 0 && key === undefined ? [] : [r];
+    }
+    state.row = state.rows.length ? (state.rows.indexOf(r) >= 0 ? r : state.rows[state.rows.length - 1]) : null;
+    state.key = key === undefined ? null : key;
     drawOverlay();
     drawRow();
     drawImage();
@@ -497,26 +675,30 @@
   });
   $("overlay").addEventListener("click", function (ev) {
     var at = cellAt(ev);
-    if (at) selectRow(at[0]);
+    if (at) selectRow(at[0], ev, at[1]);
   });
   $("ylabels").addEventListener("click", function (ev) {
     var t = ev.target.closest(".tok");
-    if (t) selectRow(Number(t.dataset.k));
+    if (t) selectRow(Number(t.dataset.k), ev);
   });
   $("xlabels").addEventListener("click", function (ev) {
     var t = ev.target.closest(".tok");
-    if (t && Number(t.dataset.k) < S.nq) selectRow(Number(t.dataset.k));
+    if (t && Number(t.dataset.k) < S.nq) selectRow(Number(t.dataset.k), ev);
   });
   $("image-canvas").addEventListener("click", function (ev) {
     var c = $("image-canvas"), rect = c.getBoundingClientRect(), g = S.image.grid;
     var col = Math.floor((ev.clientX - rect.left) / rect.width * g[1]);
     var row = Math.floor((ev.clientY - rect.top) / rect.height * g[0]);
-    if (col >= 0 && row >= 0 && col < g[1] && row < g[0]) selectRow(S.patches.cls + row * g[1] + col);
+    if (col >= 0 && row >= 0 && col < g[1] && row < g[0]) selectRow(S.patches.cls + row * g[1] + col, ev);
   });
   $("seq-select").addEventListener("change", function (ev) {
     state.seq = Number(ev.target.value);
-    setupSequence();
-    draw();
+    document.body.removeAttribute("data-ready");
+    sequence(state.seq).then(function (s) {
+      setupSequence(s);
+      draw();
+      document.body.setAttribute("data-ready", "1");
+    }).catch(fail);
   });
   $("layer-select").addEventListener("change", function (ev) {
     state.layer = Number(ev.target.value);
@@ -524,8 +706,17 @@
   });
   $("head-select").addEventListener("change", function (ev) {
     var v = ev.target.value;
-    state.head = v === "mean" || v === "rollout" ? v : Number(v);
+    state.head = v === "mean" || v === "rollout" || v === "flow" ? v : Number(v);
     draw();
+  });
+  $("measure-select").addEventListener("change", function (ev) {
+    state.measure = ev.target.value;
+    draw();
+  });
+  $("combine-select").addEventListener("change", function (ev) {
+    state.combine = ev.target.value;
+    drawRow();
+    drawImage();
   });
   $("scale-select").addEventListener("change", function (ev) {
     state.scale = ev.target.value;
@@ -533,13 +724,19 @@
   });
 
   // ---------- start -------------------------------------------------------------------------------------------
-  try {
-    fill($("seq-select"), DATA.sequences.map(function (s, i) { return [i, s.name]; }));
-    setupSequence();
-    draw();
-    document.body.setAttribute("data-ready", "1");
-  } catch (err) {
+  function fail(err) {
     showError("Could not draw the report: " + err);
     throw err;
+  }
+
+  try {
+    fill($("seq-select"), DATA.sequences.map(function (s, i) { return [i, s.name]; }));
+    sequence(0).then(function (s) {
+      setupSequence(s);
+      draw();
+      document.body.setAttribute("data-ready", "1");
+    }).catch(fail);
+  } catch (err) {
+    fail(err);
   }
 })();

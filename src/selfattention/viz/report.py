@@ -26,8 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from selfattention.viz import _compact
 from selfattention.viz._files import write_text_atomically
 from selfattention.viz._inputs import parse_selection
+from selfattention.viz.flow import attention_flow
 from selfattention.viz.images import rollout
 from selfattention.viz.records import AttentionRecord, as_records
 
@@ -45,24 +47,21 @@ def script_json(obj: Any) -> str:
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
+PRECISIONS = _compact.PRECISIONS
+AUTO_LIMIT = 16e6  # bytes of float32 weights above which "auto" stores 8-bit rows
+AUTO_BUDGET = 7e6  # deflated 8-bit bytes above which "auto" drops to 7 bits (page <= ~10 MB)
+FLOW_TOKENS = 24  # the report computes attention flow (n max-flows per row) up to this length
+NEURON_TOKENS = 128  # queries/keys (L·H·n·d floats each) are left out of longer sequences
+
+
 def _b64(a: np.ndarray, dtype: str) -> str:
     return base64.b64encode(
         np.ascontiguousarray(a, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()
     ).decode()
 
 
-PRECISIONS = ("auto", "float32", "uint16")
-AUTO_LIMIT = 16e6  # bytes of float32 weights above which "auto" stores uint16
-
-
 def _values(a: np.ndarray, precision: str) -> dict[str, Any]:
-    """Weights for the page: float32, or uint16 steps between the array's min and max
-    (absolute error ≤ (max - min) / 131070, 7.6e-6 for weights in [0, 1]; half the size)."""
-    if precision == "float32":
-        return {"dtype": "f4", "data": _b64(a, "float32")}
-    lo, hi = float(a.min()), float(a.max())
-    q = np.round((a - lo) / (hi - lo) * 65535) if hi > lo else np.zeros_like(a)
-    return {"dtype": "u2", "lo": lo, "hi": hi, "data": _b64(q, "uint16")}
+    return _compact.encode(a, precision)
 
 
 def _rgba(images: list[np.ndarray], lo: float, hi: float) -> np.ndarray:
@@ -93,6 +92,10 @@ def _sequence_data(r: AttentionRecord, layers: Any, heads: Any, precision: str) 
     layer_ids = parse_selection(r.layers if layers is None else layers, n_layers, "layers")
     head_ids = parse_selection(r.heads if heads is None else heads, n_heads, "heads")
     w = r.weights[np.ix_(layer_ids, head_ids)]
+    square = n_i == n_j
+    flow = r.flow
+    if flow is None and square and n_j <= FLOW_TOKENS:
+        flow = attention_flow(r.weights)
     entry: dict[str, Any] = {
         "name": r.name,
         "layers": layer_ids,
@@ -101,15 +104,38 @@ def _sequence_data(r: AttentionRecord, layers: Any, heads: Any, precision: str) 
         "nk": n_j,
         "x": r.tokens,
         "y": r.query_tokens,
+        "precision": _compact.describe(precision),
         "w": _values(w, precision),
-        # the mean over *all* heads, even when only some heads are shown
-        "mean": _values(r.weights[layer_ids].mean(axis=1), precision),
+        # the mean over *all* heads, even when only some heads are shown; with every head shown
+        # the page averages the heads itself (one map fewer to store)
+        "mean": None
+        if len(head_ids) == n_heads
+        else _values(r.weights[layer_ids].mean(axis=1), precision),
         "rollout": _values(rollout(r.weights, cumulative=True)[layer_ids], precision)
-        if n_i == n_j
+        if square
         else None,
+        "flow": None if flow is None else _values(flow, "float32"),
+        "flowNote": None
+        if flow is not None or not square
+        else f"attention flow is computed for inputs up to {FLOW_TOKENS} tokens "
+        f"(this one has {n_j}); use rollout",
+        "vnorm": None
+        if r.value_norms is None
+        else _values(r.value_norms[np.ix_(layer_ids, head_ids)], "float32"),
+        "neuron": None,
         "patches": None,
         "image": None,
     }
+    if r.queries is not None and max(n_i, n_j) <= NEURON_TOKENS:
+        d = r.queries.shape[-1]
+        scale = 1 / np.sqrt(d) if r.scale is None else r.scale
+        entry["neuron"] = {
+            "d": d,
+            "q": _values(scale * r.queries[np.ix_(layer_ids, head_ids)], "float32"),
+            "k": _values(r.keys[np.ix_(layer_ids, head_ids)], "float32"),
+        }
+    elif r.queries is not None:
+        entry["neuronNote"] = f"the neuron view is kept for inputs up to {NEURON_TOKENS} tokens"
     if r.is_image:
         lo, hi = _pixel_range(r)
         ph, pw = r.patches[0].shape[:2]
@@ -227,6 +253,22 @@ def _figures_html(figures: Sequence[Any] | None) -> str:
     return "".join(parts)
 
 
+def _encode_all(
+    records: list[AttentionRecord], layers: Any, heads: Any, precision: str
+) -> list[dict[str, Any]]:
+    """Every sequence's page data; "auto" keeps float32 for small inputs, else stores 8-bit rows,
+    and 7-bit rows if the 8-bit weights would still pass ``AUTO_BUDGET``."""
+    if precision != "auto":
+        return [_sequence_data(r, layers, heads, precision) for r in records]
+    size = sum(4 * r.weights[0, 0].size * r.weights.shape[0] * r.weights.shape[1] for r in records)
+    if size <= AUTO_LIMIT:
+        return [_sequence_data(r, layers, heads, "float32") for r in records]
+    out = [_sequence_data(r, layers, heads, "uint8") for r in records]
+    if sum(len(s["w"]["data"]) for s in out) * 3 / 4 > AUTO_BUDGET:
+        out = [_sequence_data(r, layers, heads, "uint7") for r in records]
+    return out
+
+
 def _asset(name: str) -> str:
     return resources.files("selfattention.viz").joinpath(name).read_text(encoding="utf-8")
 
@@ -246,16 +288,8 @@ def render_html(
     records = as_records(sequences)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "auto":
-        size = sum(
-            4 * r.weights[0, 0].size * r.weights.shape[0] * (r.weights.shape[1] + 2)
-            for r in records
-        )
-        precision = "uint16" if size > AUTO_LIMIT else "float32"
-    data = {
-        "title": str(title),
-        "sequences": [_sequence_data(r, layers, heads, precision) for r in records],
-    }
+    sequences = _encode_all(records, layers, heads, precision)
+    data = {"title": str(title), "sequences": sequences}
     js = _asset("report.js")
     if re.search(r"</script|<!--", js, re.IGNORECASE):
         raise RuntimeError("report.js must not contain '</script' or '<!--'")
@@ -313,7 +347,9 @@ def report(
         layers, heads: keep only these (None = all; int, list, slice or "0,5" / "0-3") to keep the
             file small for long inputs; "mean of heads" and rollout still use every head and layer.
         precision: how weights are stored: "float32" (exact), "uint16" (steps of (max - min) /
-            65535, half the size) or "auto" (uint16 once float32 would pass 16 MB).
+            65535, half the size), "uint8" / "uint7" (per row, steps of the row's maximum / 255
+            or / 127, deflated: a 512-token, 72-head model in under 10 MB) or "auto" (float32 up
+            to 16 MB of weights, then uint8, then uint7 if still large). The page says which.
 
     The page has selectors for sequence, layer and head ("mean of heads", each head, and the
     attention rollout through the chosen layer when the maps are square), a colour scale (view

@@ -4,6 +4,7 @@
     selfattention speech features FILE.wav         # log-mel frames of any 16 kHz 16-bit wav
     selfattention speech band --out band.png       # full vs truncated weights on a real clip
     selfattention speech bench --minutes 0.5 1 5   # time and memory, full vs truncated
+    selfattention speech stream --chunk-ms 10 100  # streaming: real-time factor, latency
 
 The clips come from the ``speech`` data set (located, never installed: when it is missing the
 command says to run ``selfattention data fetch speech``) or ``--data-dir``. The computation is
@@ -25,7 +26,7 @@ from selfattention.cli._files import out_file, out_folder, write_bytes, write_te
 
 __all__ = ["add_arguments", "run"]
 
-WHAT = ("info", "features", "band", "voices", "bench")
+WHAT = ("info", "features", "band", "voices", "bench", "stream")
 
 
 def _window(values: list[int]) -> tuple[int, int]:
@@ -79,6 +80,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("results/speech"))
     p.add_argument("--data-dir", type=Path, help=root_help)
 
+    p = sub.add_parser(
+        "stream", help="the LibriVox frames through a streaming window, chunk by chunk"
+    )
+    p.add_argument(
+        "--chunk-ms", type=int, nargs="+", default=[10, 100], help="chunk lengths (default: 10 100)"
+    )
+    p.add_argument("--window", type=int, nargs="+", default=[32, 32], metavar="FRAMES")
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--head-dim", type=int, default=16)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    p.add_argument("--data-dir", type=Path, help=root_help)
+
 
 def run(args: argparse.Namespace) -> int:
     command = getattr(args, "speech_command", None)
@@ -87,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:  # bad options are usage errors, found before any work
         config = _bench_config(args) if command == "bench" else None
+        if command == "stream":
+            config = _stream_config(args)
         if command == "features":
             _check_features(args)
         elif command == "band":
@@ -104,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(speech.voice_check(speech.load_clips(args.data_dir)), indent=2))
         return 0
     assert config is not None
+    if command == "stream":
+        return _stream(args, config)
     return _bench(args, config)
 
 
@@ -177,4 +194,25 @@ def _bench(args: argparse.Namespace, config: speech.ScalingConfig) -> int:
     write_text(args.out / "bench.md", table + "\n")
     print(table)
     print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.md'}")
+    return 0
+
+
+def _stream_config(args: argparse.Namespace) -> speech.StreamConfig:
+    return speech.StreamConfig(
+        chunk_ms=tuple(args.chunk_ms),
+        window=_window(args.window),
+        heads=args.heads,
+        head_dim=args.head_dim,
+        threads=args.threads,
+    )
+
+
+def _stream(args: argparse.Namespace, config: speech.StreamConfig) -> int:
+    rows = speech.stream_table(config, root=args.data_dir)
+    r = rows[0]
+    print(
+        f"{r['frames']} LibriVox frames ({r['seconds']:.1f} s), window {config.window}, "
+        f"{config.heads} heads x {config.head_dim}, {config.threads} thread(s)"
+    )
+    print(speech.format_stream_table(rows))
     return 0

@@ -14,7 +14,6 @@ from selfattention.nn.encoder import (
 )
 from selfattention.nn.multihead import MultiheadAttention
 from selfattention.nn.neighborhood import NeighborhoodAttention2D
-from selfattention.nn.stream import WindowStream
 from selfattention.nn.positions import (
     ALiBi,
     AttentionPositions,
@@ -26,6 +25,7 @@ from selfattention.nn.positions import (
     alibi_slopes,
     sinusoidal_table,
 )
+from selfattention.nn.stream import WindowStream
 
 __all__ = [
     "ACTIVATIONS",

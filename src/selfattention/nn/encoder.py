@@ -8,11 +8,14 @@ with ff(x) = fc2(drop(act(fc1(x)))).
 
 ``TransformerEncoderLayer(dim, heads, norm_first=False, activation="gelu", layer_norm_eps=1e-12)``
 is exactly a BERT layer (exact erf GELU).
+
+With ``causal=True`` (or a window (left, 0)) a layer is a decoder-only block, and ``cache=``
+(one ``KVCache`` per layer, ``TransformerEncoder.make_cache()``) generates step by step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch.nn.functional as F
@@ -25,6 +28,7 @@ from selfattention.nn._checks import (
     check_sequence,
 )
 from selfattention.nn.attention import SelfAttention
+from selfattention.nn.cache import KVCache
 
 __all__ = [
     "ACTIVATIONS",
@@ -136,14 +140,19 @@ class TransformerEncoderLayer(nn.Module):
         mask: Tensor | None = None,
         bias: Tensor | None = None,
         return_weights: bool = False,
+        cache: KVCache | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """x (b, n, dim) -> (b, n, dim), or (out, weights (b, h, n, n)) with return_weights.
 
         mask: bool broadcastable to (b, h, n, n), True = may attend (padding: (b, 1, 1, n)).
         bias: float broadcastable to (b, h, n, n), added to the scores.
+        cache: this layer's ``KVCache`` for causal step-by-step use (see ``SelfAttention``);
+            then the weights and masks span the held keys instead of n.
         """
         check_sequence("x", x, self.dim)
         kw = dict(mask=mask, bias=bias, return_weights=return_weights)
+        if cache is not None:
+            kw["cache"] = cache
         if self.norm_first:
             a = self.attn(self.norm1(x), **kw)
             a, w = a if return_weights else (a, None)
@@ -212,14 +221,20 @@ class TransformerEncoder(nn.Module):
         bias: Tensor | None = None,
         return_weights: bool = False,
         return_hidden_states: bool = False,
+        cache: Sequence[KVCache] | None = None,
     ) -> EncoderOutput:
-        """x (b, n, dim) -> ``EncoderOutput``; mask/bias as in ``TransformerEncoderLayer``."""
+        """x (b, n, dim) -> ``EncoderOutput``; mask/bias as in ``TransformerEncoderLayer``.
+
+        cache: one ``KVCache`` per layer (``make_cache()``), for causal layers step by step:
+            x holds the next n positions after those already cached.
+        """
         check_sequence("x", x, self.dim)
         check_mask("mask", mask)
+        caches = self._check_cache(cache)
         hidden: list[Tensor] = [x]
         weights: list[Tensor] = []
-        for layer in self.layers:
-            x = layer(x, mask=mask, bias=bias, return_weights=return_weights)
+        for layer, layer_cache in zip(self.layers, caches, strict=True):
+            x = layer(x, mask=mask, bias=bias, return_weights=return_weights, cache=layer_cache)
             if return_weights:
                 x, w = x
                 weights.append(w)
@@ -232,3 +247,18 @@ class TransformerEncoder(nn.Module):
             hidden_states=tuple(hidden) if return_hidden_states else None,
             weights=tuple(weights) if return_weights else None,
         )
+
+    def make_cache(self, capacity: int = 256, *, fixed: bool = False) -> list[KVCache]:
+        """One empty ``KVCache`` per layer, for ``forward(..., cache=...)``."""
+        return [KVCache(capacity, fixed=fixed) for _ in self.layers]
+
+    def _check_cache(self, cache) -> list[KVCache | None]:
+        if cache is None:
+            return [None] * len(self.layers)
+        if isinstance(cache, KVCache) or len(cache) != len(self.layers):
+            got = "one KVCache" if isinstance(cache, KVCache) else f"{len(cache)} caches"
+            raise ValueError(
+                f"cache must hold one KVCache per layer ({len(self.layers)}), got {got}; "
+                "use encoder.make_cache()"
+            )
+        return list(cache)

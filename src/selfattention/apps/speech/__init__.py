@@ -14,8 +14,10 @@ Legend: n frames, m mel bands, h heads, d head_dim.
 
 The package: ``features`` (wav reading, log-mel frames), ``clips`` (the shipped clips),
 ``figures`` (parameter-free attention over frames and its picture), ``scaling`` (time and memory
-of full vs truncated attention, ``ScalingConfig``). Clips come from the ``speech`` data set
-(``datasets.require``: located, never installed) or an explicit folder.
+of full vs truncated attention, ``ScalingConfig``), ``stream`` (the frames pushed through a
+streaming window in 10/100 ms chunks: real-time factor and latency, ``StreamConfig``). Clips
+come from the ``speech`` data set (``datasets.require``: located, never installed) or an
+explicit folder.
 """
 
 from __future__ import annotations
@@ -38,14 +40,22 @@ from selfattention.apps.speech.scaling import (
     measure_in_subprocess,
     scaling_table,
 )
+from selfattention.apps.speech.stream import (
+    StreamConfig,
+    format_stream_table,
+    stream_frames,
+    stream_table,
+)
 
 __all__ = [
     "SAMPLE_RATE",
     "Clip",
     "ScalingConfig",
+    "StreamConfig",
     "band_figure",
     "band_weights",
     "format_row",
+    "format_stream_table",
     "full_attention_bytes",
     "join_frames",
     "load_clips",
@@ -57,5 +67,7 @@ __all__ = [
     "read_wav",
     "scaling_table",
     "standardise",
+    "stream_frames",
+    "stream_table",
     "voice_check",
 ]

@@ -39,6 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="scores in the printed GloVe ladder: X Xᵀ as the write-ups (1) or X Xᵀ/√d (sqrt)",
     )
     parser.add_argument("--top", type=int, default=2, help="attended words shown per head")
+    parser.add_argument(
+        "--layers",
+        help="layers in the grid PNGs and the report, e.g. '0,5' or '0-2' (default: all)",
+    )
+    parser.add_argument(
+        "--heads", help="heads in the grid PNGs and the report, e.g. '0-3' (default: all)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
             scale=args.scale,
             top=args.top,
             out=args.out,
+            layers=args.layers,
+            heads=args.heads,
         )
     except (TypeError, ValueError) as exc:
         error(_flag(str(exc)))
@@ -73,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _flag(message: str) -> str:
     """The config's field names as the options a user typed (word -> --word, top -> --top)."""
-    for name in ("word", "top", "scale"):
+    for name in ("word", "top", "scale", "layers", "heads"):
         if message.startswith(f"{name} "):
             return f"--{message}"
     return message.replace("choose the word to follow", "choose the word to follow with --word")

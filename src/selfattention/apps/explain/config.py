@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfattention.apps.explain.compare import SCALES, split_sentences
+from selfattention.viz._inputs import parse_selection
 
 __all__ = ["DEFAULT_MODEL_NAME", "DEFAULT_SENTENCES", "ExplainConfig"]
 
@@ -34,6 +35,8 @@ class ExplainConfig:
             (X Xᵀ/√d, as transformers).
         top: attended words kept per layer and head (≥ 1).
         out: the folder ``write_outputs`` fills (report.html, PNGs, attention.json).
+        layers, heads: which layers / heads the grid PNGs and the report show (None = all; an
+            int, a list or a string "0,5" / "0-3"); means, rollout and flow still use all.
 
     Raises:
         ValueError: naming the field, when a sentence is empty, ``word`` is not one word or is in
@@ -48,6 +51,8 @@ class ExplainConfig:
     scale: str = "1"
     top: int = 2
     out: Path = Path("results/explain")
+    layers: int | str | tuple[int, ...] | None = None
+    heads: int | str | tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.sentences, str):
@@ -72,6 +77,12 @@ class ExplainConfig:
             value = getattr(self, name)
             object.__setattr__(self, name, None if value is None else Path(value))
         object.__setattr__(self, "out", Path(self.out))
+        for name in ("layers", "heads"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+            # the range is known once the model is loaded; the syntax is checked now
+            parse_selection(getattr(self, name), 10_000, name, strict=False)
         self.resolve()  # the word checks, before anything is loaded
 
     def resolve(self) -> tuple[list[list[str]], str]:

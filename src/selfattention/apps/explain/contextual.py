@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from selfattention.apps.explain.views import head_vectors
+
 __all__ = ["EncodedWords", "encode_words"]
 
 
@@ -26,6 +28,8 @@ class EncodedWords:
         word_ids: (n,) the word each piece belongs to, -1 for special tokens.
         hidden: (L + 1, n, dim) float32: the embedding output, then every layer's output.
         weights: (L, H, n, n) float32 attention weights [layer, head, query, key].
+        queries, keys: (L, H, n, d) projected queries and keys; scale: scores = scale · q·k.
+        value_norms: (L, H, n) ‖v_j W_o^h‖ (value-weighted attention = weights · value_norms).
     """
 
     words: list[str]
@@ -33,6 +37,10 @@ class EncodedWords:
     word_ids: np.ndarray
     hidden: np.ndarray
     weights: np.ndarray
+    queries: np.ndarray | None = None
+    keys: np.ndarray | None = None
+    scale: float | None = None
+    value_norms: np.ndarray | None = None
 
     def pieces(self, word: int) -> np.ndarray:
         """Positions of the pieces of word number ``word``."""
@@ -108,6 +116,7 @@ def encode_words(
         return_weights=True,
         return_hidden_states=True,
     )
+    views = head_vectors(model, out.hidden_states)
     hidden = torch.stack(out.hidden_states, 1)  # (b, L + 1, n, dim)
     weights = torch.stack(out.weights, 1)  # (b, L, H, n, n)
     tokens = model.tokens(batch["input_ids"], batch["attention_mask"])
@@ -121,6 +130,10 @@ def encode_words(
                 word_ids=batch["word_ids"][r, :n].numpy(),
                 hidden=hidden[r, :, :n].float().numpy(),
                 weights=weights[r, :, :, :n, :n].float().numpy(),
+                queries=views.queries[r, :, :, :n],
+                keys=views.keys[r, :, :, :n],
+                scale=views.scale,
+                value_norms=views.value_norms[r, :, :, :n],
             )
         )
     return result

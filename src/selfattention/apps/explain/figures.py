@@ -6,26 +6,69 @@ Figures are matplotlib ``Figure`` objects built by ``selfattention.viz`` (no pyp
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from matplotlib.figure import Figure
 
 from selfattention import viz
 from selfattention.apps.explain.compare import SCALES, parameter_free
 from selfattention.apps.explain.compute import ExplainResult
+from selfattention.viz._inputs import parse_selection
 from selfattention.viz.figures import new_figure
 
-__all__ = ["grid_figures", "shift_figure"]
+__all__ = ["PAGE_TOKENS", "grid_figures", "shift_figure", "view_figures"]
+
+PAGE_TOKENS = 64  # longer sentences get one grid PNG per layer (72 panels of 512² are unreadable)
 
 _DIGITS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
 _SUPERSCRIPTS = str.maketrans("0123456789", _DIGITS)
 
 
-def grid_figures(result: ExplainResult) -> list[Figure]:
-    """One heatmap grid per sentence: every layer (rows) × head (columns) of the encoder."""
-    return [
-        viz.grid(enc.weights, enc.tokens, title=f"sentence {k}: {s.text}")
-        for k, (s, enc) in enumerate(zip(result.sentences, result.encoded, strict=True), 1)
-    ]
+def grid_figures(
+    result: ExplainResult, *, layers: Any = None, heads: Any = None
+) -> list[tuple[str, Figure]]:
+    """Heatmap grids of the encoder's weights, as (file stem, figure): per sentence k one grid of
+    every layer (rows) × head (columns), "grid_k"; a sentence longer than ``PAGE_TOKENS`` tokens
+    gets one page per layer instead, "grid_k_layer_l", so each panel stays large enough to read.
+    ``layers`` / ``heads`` keep only those (as ``viz.grid``)."""
+    out = []
+    for k, (s, enc) in enumerate(zip(result.sentences, result.encoded, strict=True), 1):
+        title = f"sentence {k}: {s.text}"
+        if len(enc.tokens) <= PAGE_TOKENS:
+            grid = viz.grid(enc.weights, enc.tokens, layers=layers, heads=heads, title=title)
+            out.append((f"grid_{k}", grid))
+            continue
+        for layer in parse_selection(layers, enc.weights.shape[0], "layers"):
+            grid = viz.grid(enc.weights, enc.tokens, layers=layer, heads=heads, title=title)
+            out.append((f"grid_{k}_layer_{layer}", grid))
+    return out
+
+
+def view_figures(result: ExplainResult) -> list[tuple[str, str, Figure]]:
+    """The "why" views of the first sentence with the followed word, as (file stem, caption,
+    figure): the neuron view of the word and the key it attends to most in the last layer's
+    mean, raw vs value-weighted attention of the last layer, and rollout vs flow (up to
+    ``viz.MAX_FLOW_TOKENS`` tokens)."""
+    k = next(k for k, s in enumerate(result.sentences) if s.target is not None)
+    s, enc = result.sentences[k], result.encoded[k]
+    out: list[tuple[str, str, Figure]] = []
+    last = enc.weights.shape[0] - 1
+    if enc.queries is not None and len(enc.pieces(s.target)):
+        i = int(enc.pieces(s.target)[0])
+        j = int(np.argmax(enc.weights[last, :, i].mean(0)))
+        fig = viz.neuron_figure(
+            enc.queries[last], enc.keys[last], i, j, enc.tokens, scale=enc.scale
+        )
+        cap = f"Neuron view, layer {last}: {enc.tokens[i]} → {enc.tokens[j]}, q·k by dimension"
+        out.append(("neuron", cap, fig))
+    if enc.value_norms is not None:
+        fig = viz.value_weighted_figure(enc.weights, enc.value_norms, enc.tokens, layer=last)
+        out.append(("value_weighted", f"Layer {last}: weight α vs ‖α v W_o‖", fig))
+    if len(enc.tokens) <= viz.MAX_FLOW_TOKENS:
+        fig = viz.flow_figure(enc.weights, enc.tokens, title=f"sentence {k + 1}: all layers")
+        out.append(("flow", "Attention rollout vs attention flow", fig))
+    return out
 
 
 def shift_figure(result: ExplainResult) -> Figure:

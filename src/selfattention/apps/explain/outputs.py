@@ -14,7 +14,7 @@ from typing import Any
 from selfattention import viz
 from selfattention.apps.explain.compare import parameter_free
 from selfattention.apps.explain.compute import ExplainResult
-from selfattention.apps.explain.figures import grid_figures, shift_figure
+from selfattention.apps.explain.figures import grid_figures, shift_figure, view_figures
 
 __all__ = ["prepare_out", "write_outputs"]
 
@@ -47,7 +47,9 @@ def prepare_out(out: str | Path) -> Path:
 
 def write_outputs(result: ExplainResult, out: str | Path) -> list[Path]:
     """Write the run's files into ``out`` (created if needed); returns their paths in order:
-    attention.json, grid_1.png ... grid_n.png, shift.png, report.html.
+    attention.json, grid_1.png ... grid_n.png (grid_k_layer_l.png per layer for a long
+    sentence), shift.png, neuron.png, value_weighted.png, flow.png (up to 64 tokens),
+    report.html. ``config.layers`` / ``config.heads`` filter the grids and the report.
 
     attention.json holds, per sentence, the encoder's tokens and weights [layer][head][query][key]
     and the parameter-free GloVe weights softmax(X Xᵀ); under "meta" the word, the sentences, the
@@ -56,10 +58,16 @@ def write_outputs(result: ExplainResult, out: str | Path) -> list[Path]:
     out = prepare_out(out)
     sequences = _sequences(result)
     written = [viz.dump_json(out / "attention.json", sequences, meta=_meta(result))]
-    for k, fig in enumerate(grid_figures(result), 1):
-        written.append(viz.save(fig, out / f"grid_{k}.png"))
+    cfg = result.config
+    for stem, fig in grid_figures(result, layers=cfg.layers, heads=cfg.heads):
+        written.append(viz.save(fig, out / f"{stem}.png"))
     shift_png = viz.save(shift_figure(result), out / "shift.png")
     written.append(shift_png)
+    figures = [("Static → contextual vectors (PCA)", shift_png)]
+    for stem, caption, fig in view_figures(result):
+        png = viz.save(fig, out / f"{stem}.png")
+        written.append(png)
+        figures.append((caption, png))
     written.append(
         viz.report(
             out / "report.html",
@@ -67,7 +75,9 @@ def write_outputs(result: ExplainResult, out: str | Path) -> list[Path]:
             title=f"How self-attention moves '{result.word}'",
             description="   ".join(f"{k}. {s.text}" for k, s in enumerate(result.sentences, 1)),
             tables=_tables(result),
-            figures=[("Static → contextual vectors (PCA)", shift_png)],
+            figures=figures,
+            layers=cfg.layers,
+            heads=cfg.heads,
         )
     )
     return written
@@ -75,7 +85,15 @@ def write_outputs(result: ExplainResult, out: str | Path) -> list[Path]:
 
 def _sequences(result: ExplainResult) -> list[dict[str, Any]]:
     sequences = [
-        {"name": f"sentence {k}: model", "tokens": enc.tokens, "weights": enc.weights}
+        {
+            "name": f"sentence {k}: model",
+            "tokens": enc.tokens,
+            "weights": enc.weights,
+            "queries": enc.queries,
+            "keys": enc.keys,
+            "scale": enc.scale,
+            "value_norms": enc.value_norms,
+        }
         for k, enc in enumerate(result.encoded, 1)
     ]
     for k, s in enumerate(result.sentences, 1):

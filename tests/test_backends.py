@@ -163,7 +163,6 @@ def test_sum_raises_like_math(backend):
 @pytest.mark.parametrize(
     ("kw", "words"),
     [
-        (dict(return_weights=True), "weights"),
         (dict(dropout_p=0.1), "dropout"),
         (dict(normalize=lambda s, a: torch.softmax(s, -1)), "callable"),
     ],
@@ -212,4 +211,3 @@ def test_two_threads_split_the_work(backend):
         if not serves(backend, **kw):
             continue
         assert_same(run("math", q, k, v, **kw), run(backend, q, k, v, **kw), what=str(kw))
-

@@ -85,8 +85,8 @@ def test_bad_arguments():
         neighborhood_attention(q, q, q, (4, 5), 3)
     with pytest.raises(ValueError, match="grid"):
         neighborhood_mask(0, 3, 1)
-    with pytest.raises(ValueError, match="weights"):
-        neighborhood_attention(q, q, q, (3, 4), 3, return_weights=True, backend="tiles")
+    with pytest.raises(ValueError, match="normalize"):
+        neighborhood_attention(q, q, q, (3, 4), 3, normalize="nope", backend="tiles")
 
 
 def test_module_shapes_weights_and_backends():

@@ -18,7 +18,6 @@ def test_auto_takes_tiles_on_a_large_grid():
     ("grid", "ks", "kw", "words"),
     [
         ((4, 4), 3, {}, "3×3 neighbourhood covers a quarter"),
-        ((8, 8), 3, dict(return_weights=True), "weights"),
         ((8, 8), 3, dict(normalize=lambda s, a: torch.softmax(s, -1)), "callable"),
     ],
 )
@@ -32,8 +31,8 @@ def test_auto_says_why_tiles_was_refused(grid, ks, kw, words):
 
 def test_explicit_backend_that_cannot_serve_raises_with_the_reason():
     q = torch.zeros(1, 1, 12, 4)
-    with pytest.raises(ValueError, match=r"backend='tiles' cannot serve this call: .*weights"):
-        explain_neighborhood_dispatch(q, q, q, (3, 4), 3, return_weights=True, backend="tiles")
+    with pytest.raises(ValueError, match=r"backend='tiles' cannot serve this call: .*callable"):
+        explain_neighborhood_dispatch(q, q, q, (3, 4), 3, normalize=lambda s, a: s, backend="tiles")
     with pytest.raises(ValueError, match=r"backend must be 'auto' or one of \['math', 'tiles'\]"):
         explain_neighborhood_dispatch(q, q, q, (3, 4), 3, backend="sdpa")
     assert explain_neighborhood_dispatch(q, q, q, (3, 4), 3, backend="tiles").chosen == "tiles"

@@ -30,9 +30,8 @@ def statistic(norm, s, allowed):
         return lse.masked_fill(~allowed.any(-1, keepdim=True), float("inf"))
     count = allowed.sum(-1, keepdim=True).to(s.dtype)
     if norm is nz.SUM:
-        total = s.masked_fill(~allowed, 0.0).sum(-1, keepdim=True)
-        return torch.where(count > 0, total, torch.ones_like(total))
-    return count.clamp_min(1.0)
+        return s.masked_fill(~allowed, 0.0).sum(-1, keepdim=True)  # 0 without keys
+    return count
 
 
 def fold_in_tiles(norm, s, allowed, v, cuts):

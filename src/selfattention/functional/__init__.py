@@ -1,6 +1,6 @@
 """Torch attention: masks, normalisations, the backend registry and ``attention`` itself."""
 
-from selfattention.functional import backends, masks, neighborhood, normalize
+from selfattention.functional import backends, masks, neighborhood, normalize, stats, weights
 from selfattention.functional.attention import attention, explain_dispatch
 from selfattention.functional.call import AttentionCall
 from selfattention.functional.neighborhood import (
@@ -8,16 +8,21 @@ from selfattention.functional.neighborhood import (
     neighborhood_attention,
     neighborhood_mask,
 )
+from selfattention.functional.stats import RowStats, merge_attention
 
 __all__ = [
     "AttentionCall",
+    "RowStats",
     "attention",
     "backends",
     "explain_dispatch",
     "explain_neighborhood_dispatch",
     "masks",
+    "merge_attention",
     "neighborhood",
     "neighborhood_attention",
     "neighborhood_mask",
     "normalize",
+    "stats",
+    "weights",
 ]

@@ -5,10 +5,14 @@ from __future__ import annotations
 from torch import Tensor
 
 from selfattention.functional import backends as _backends
+from selfattention.functional import weights as _weights
 from selfattention.functional.call import check_backend, make_call
-from selfattention.functional.normalize import Normalize
+from selfattention.functional.normalize import Normalize, Softmax
+from selfattention.functional.stats import RowStats, from_kernel
 
 __all__ = ["attention", "explain_dispatch"]
+
+Rows = slice | list[int] | tuple[int, ...] | range | Tensor | None
 
 
 def attention(
@@ -24,8 +28,11 @@ def attention(
     normalize: str | Normalize = "softmax",
     dropout_p: float = 0.0,
     return_weights: bool = False,
+    weights_rows: Rows = None,
+    return_lse: bool = False,
+    return_stats: bool = False,
     backend: str = "auto",
-) -> Tensor | tuple[Tensor, Tensor]:
+) -> Tensor | tuple[Tensor, ...]:
     """Scaled dot-product attention with masks, windows and pluggable normalisation.
 
         S = scale · Q Kᵀ + bias,   W = normalize(S over allowed keys),   O = W V
@@ -40,13 +47,28 @@ def attention(
         scale: defaults to 1/sqrt(d); 1.0 is the write-ups' plain dot product.
         normalize: "softmax" | "sum" | "relu" | callable (scores, allowed) -> weights.
         dropout_p: dropout on the weights (apply only in training).
-        return_weights: also return W (b, h, i, j), per head; only the math backend keeps it.
+        return_weights: also return W (b, h, i, j), per head, from every backend: math keeps
+            them; the others rebuild them exactly from the row statistic below,
+            W_ij = exp(S_ij - lse_i) (softmax), S_ij / z_i (sum), relu(S_ij) / c_i (relu),
+            block by block, so the fast path keeps its speed and memory.
+        weights_rows: only these query rows of W: a slice, ints or a 1-D integer tensor
+            (negative counts from the end); W is then (b, h, r, j), memory O(b·h·r·j).
+        return_lse: also return lse (b, h, i) = log Σ_j exp(S_ij) over allowed keys, -inf for
+            a row without keys (softmax only; float32 for half inputs). Differentiable:
+            ∂lse_i/∂S_ij = W_ij.
+        return_stats: also return a ``RowStats`` with the per-row statistic of any built-in
+            normalisation: softmax lse, sum z_i = Σ_j S_ij (0 without keys), relu c_i = the
+            number of allowed keys. ``merge_attention`` combines results over disjoint key sets
+            with it, exactly.
         backend: "auto" or a registered name (see ``selfattention.functional.backends.REGISTRY``).
 
     Returns:
-        O (b, h, i, e), or (O, W) with ``return_weights=True``. A query with no allowed key gets
-        a zero row in O and W, never NaN.
+        O (b, h, i, e); with extras, the tuple (O, W, lse) / (O, W, RowStats) in this order,
+        leaving out those not asked for (e.g. (O, lse)). A query with no allowed key gets a zero
+        row in O and W, never NaN.
     """
+    if return_lse and return_stats:
+        raise ValueError("pass return_lse=True (softmax) or return_stats=True, not both")
     call = make_call(
         q,
         k,
@@ -59,17 +81,32 @@ def attention(
         normalize=normalize,
         dropout_p=dropout_p,
         return_weights=return_weights,
+        return_stats=return_lse or return_stats,
+        weights_rows=weights_rows,
     )
+    if return_lse and not isinstance(call.normalize, Softmax):
+        raise ValueError(
+            f"return_lse is softmax's log-sum-exp, got normalize={normalize!r}; "
+            "use return_stats=True for the statistic of sum and relu"
+        )
     check_backend(backend)
     chosen = _backends.choose(call, backend).chosen
-    out, weights = _backends.REGISTRY[chosen].forward(call)
+    result = _backends.REGISTRY[chosen].forward(call)
+    extras: list[Tensor | RowStats] = []
     if return_weights:
-        return out, weights
-    return out
+        weights = result.weights
+        if weights is None:
+            weights = _weights.rebuild(call, result.stat, call.weights_rows)
+        extras.append(weights)
+    if return_lse or return_stats:
+        stats = from_kernel(call.normalize, result.stat)
+        extras.append(stats.value if return_lse else stats)
+    return (result.out, *extras) if extras else result.out
 
 
 def explain_dispatch(q: Tensor, k: Tensor, v: Tensor, **kwargs) -> _backends.Dispatch:
-    """Which backend ``attention(q, k, v, **kwargs)`` would take, and why each other was refused."""
+    """Which backend ``attention(q, k, v, **kwargs)`` would take, why each other was refused,
+    and (``return_weights=True``) how the weights are served (``Dispatch.weights``)."""
     backend = kwargs.pop("backend", "auto")
     defaults = dict(
         mask=None,
@@ -80,7 +117,11 @@ def explain_dispatch(q: Tensor, k: Tensor, v: Tensor, **kwargs) -> _backends.Dis
         normalize="softmax",
         dropout_p=0.0,
         return_weights=False,
+        weights_rows=None,
+        return_stats=False,
     )
+    if "return_lse" in kwargs:
+        kwargs["return_stats"] = bool(kwargs.pop("return_lse")) or kwargs.get("return_stats", False)
     unknown = set(kwargs) - set(defaults)
     if unknown:
         raise TypeError(f"unexpected argument(s) {sorted(unknown)}; expected {sorted(defaults)}")

@@ -26,6 +26,8 @@ class AttentionCall:
     ``grid`` (a 2-D ``Neighborhood``, or None) are kept symbolic so that kernels can skip work;
     ``allowed()`` materialises them all as one bool mask for the paths that need it.
     ``normalize`` is the resolved ``Normalization`` object (never a name).
+    ``return_stats`` asks for the per-row statistic (log-sum-exp for softmax);
+    ``weights_rows`` (int64 (r,), or None = every row) the query rows whose weights are returned.
     """
 
     q: Tensor
@@ -40,6 +42,13 @@ class AttentionCall:
     dropout_p: float
     return_weights: bool
     grid: _masks.Neighborhood | None = None
+    return_stats: bool = False
+    weights_rows: Tensor | None = None
+
+    @property
+    def need_stat(self) -> bool:
+        """Must the kernel keep the per-row statistic (for the caller, or to rebuild weights)?"""
+        return self.return_stats or self.return_weights
 
     @property
     def q_len(self) -> int:
@@ -151,6 +160,42 @@ def check_backend(value, choices=None, name: str = "backend") -> str:
     return value
 
 
+def check_rows(rows, q_len: int, name: str = "weights_rows") -> Tensor | None:
+    """None, a slice, an int sequence or a 1-D integer tensor of query rows -> int64 (r,).
+
+    Negative indices count from the end, as in Python; duplicates keep their order.
+    """
+    if rows is None:
+        return None
+    if isinstance(rows, slice):
+        idx = torch.arange(q_len)[rows]
+    elif isinstance(rows, Tensor):
+        if rows.dtype in (torch.bool,) or rows.dtype.is_floating_point or rows.ndim != 1:
+            raise TypeError(
+                f"{name} must be a 1-D integer tensor, got dtype {rows.dtype} with shape "
+                f"{tuple(rows.shape)}"
+            )
+        idx = rows.detach().to("cpu", torch.int64)
+    elif isinstance(rows, list | tuple | range) and all(
+        isinstance(r, int) and not isinstance(r, bool) for r in rows
+    ):
+        idx = torch.tensor(list(rows), dtype=torch.int64).reshape(-1)
+    else:
+        raise TypeError(
+            f"{name} must be None, a slice, a sequence of ints or a 1-D integer tensor, "
+            f"got {rows!r}"
+        )
+    if idx.numel() == 0:
+        raise ValueError(f"{name} must select at least one query row, got {rows!r}")
+    bad = (idx < -q_len) | (idx >= q_len)
+    if bool(bad.any()):
+        raise ValueError(
+            f"{name} must index the {q_len} query rows (-{q_len} ... {q_len - 1}), "
+            f"got {idx[bad].tolist()[:5]}"
+        )
+    return idx % q_len
+
+
 def _as_4d(t: Tensor) -> Tensor:
     """A view with leading size-1 axes, so backends can rely on (b|1, h|1, i|1, j|1)."""
     return t.reshape((1,) * (4 - t.ndim) + tuple(t.shape)) if t.ndim < 4 else t
@@ -170,6 +215,8 @@ def make_call(
     dropout_p: float,
     return_weights: bool,
     grid: _masks.Neighborhood | None = None,
+    return_stats: bool = False,
+    weights_rows=None,
 ) -> AttentionCall:
     """Check every argument and name the culprit; returns the normalised request.
 
@@ -222,6 +269,19 @@ def make_call(
     norm = _norm.resolve(normalize)
     if not (0.0 <= float(dropout_p) < 1.0):
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p!r}")
+    for name, flag in (("return_weights", return_weights), ("return_stats", return_stats)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, got {flag!r}")
+    if return_stats and not norm.blockwise:
+        raise ValueError(
+            f"return_stats/return_lse need a built-in normalize ({sorted(_norm.NORMALIZATIONS)}); "
+            f"a user callable {norm.name!r} has no per-row statistic to merge by"
+        )
+    if weights_rows is not None and not return_weights:
+        raise ValueError("weights_rows chooses rows of the weights: pass return_weights=True too")
+    rows = check_rows(weights_rows, q.shape[-2])
+    if rows is not None:
+        rows = rows.to(q.device)
     return AttentionCall(
         q,
         k,
@@ -235,4 +295,6 @@ def make_call(
         float(dropout_p),
         bool(return_weights),
         grid,
+        bool(return_stats),
+        rows,
     )

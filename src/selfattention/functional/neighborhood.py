@@ -11,7 +11,8 @@ Positions are flattened row-major (p = r·W + c), as a ViT flattens patches. The
 ``neighborhood_attention`` makes one ``AttentionCall`` that carries the grid and hands it to the
 same dispatcher as ``attention`` (``backends.choose``): the ``tiles`` backend (only the patches
 around each query tile; never forms the mask) or ``math`` (dense with the mask, the ground
-truth). ``tiles`` refuses ``return_weights`` and user normalize callables; ``backend="auto"``
+truth). ``tiles`` rebuilds asked-for weights from its row statistic and refuses user normalize
+callables; ``backend="auto"``
 also passes it over when a k × k neighbourhood covers a quarter of the grid or more.
 ``explain_neighborhood_dispatch`` returns the choice and every reason as a ``Dispatch``, as
 ``explain_dispatch`` does for ``attention``.
@@ -22,6 +23,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from selfattention.functional import backends as _backends
+from selfattention.functional import weights as _weights
 from selfattention.functional.backends.base import Dispatch
 from selfattention.functional.backends.tiles import tile_cost
 from selfattention.functional.call import AttentionCall, check_backend, make_call
@@ -112,7 +114,8 @@ def neighborhood_attention(
         q, k, v: (b, h, H·W, d), (b, h, H·W, d), (b, h, H·W, e), patches flattened row-major.
         grid: (H, W). kernel_size: k (≤ H and ≤ W); neighbourhoods shift inward at the borders.
         scale: default 1/√d. normalize: "softmax" | "sum" | "relu".
-        return_weights: also return the (b, h, n, n) weights (takes the math path).
+        return_weights: also return the (b, h, n, n) weights (math keeps them; tiles rebuilds
+            them exactly from its per-row statistic).
         backend: "auto" / "tiles" (the kernel that skips work) / "math" (dense with the mask);
             ``explain_neighborhood_dispatch`` says which one auto takes and why.
         tile: query tile side t (default k + 1, at least 4).
@@ -122,5 +125,10 @@ def neighborhood_attention(
     """
     call = _call(q, k, v, grid, kernel_size, scale, normalize, return_weights, backend, tile)
     chosen = _choose(call, backend).chosen
-    out, weights = _backends.REGISTRY[chosen].forward(call)
-    return (out, weights) if return_weights else out
+    result = _backends.REGISTRY[chosen].forward(call)
+    if not return_weights:
+        return result.out
+    weights = result.weights
+    if weights is None:  # tiles keeps only the row statistic: rebuild the rows from it
+        weights = _weights.rebuild(call, result.stat)
+    return result.out, weights

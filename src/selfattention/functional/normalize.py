@@ -8,14 +8,18 @@ object), and every path asks the object, never its name:
   folded into running row statistics (the blocked kernels: chunked, window, 2-D tiles), so no
   row of the n_q × n_k matrix is stored; ``whole(...)`` is the one-tile shortcut;
 - ``grads(s, allowed, stat, delta, dO, V) -> (P, dS)``: the backward of one tile, recomputed from
-  the per-row statistic ``stat`` and δ = Σ_e dO ∘ O (FlashAttention-2 style).
+  the per-row statistic ``stat`` and δ = Σ_e dO ∘ O (FlashAttention-2 style); ``stat_delta``
+  folds a gradient reaching the statistic itself into δ (d lse / d s_ij = w_ij, d z / d s_ij = 1);
+- ``recompute(s, allowed, stat) -> W`` (differentiable) and ``dense_stat(s, allowed)``: weights
+  rebuilt from the statistic, and the statistic of whole rows (the math path);
+- ``merge_coefficients(stats)``: how partial results over disjoint key sets combine.
 
 Scores s (b, h, i, j); ``allowed`` bool, broadcastable, or None. W = 0 wherever a key is not
 allowed, and a row of zeros where no key is (never NaN).
 
     name     dense w_ij                   fold state                        stat (per row)
     softmax  exp(s_ij) / Σ_j' exp(s_ij')  max m, l = Σ exp(s-m), Σ exp(s-m) v  lse = m + log l
-    sum      s_ij / Σ_j' s_ij'            z = Σ s, Σ s v                     z
+    sum      s_ij / Σ_j' s_ij'            z = Σ s, Σ s v                     z = Σ_j s_ij
     relu     relu(s_ij) / c_i             c = #allowed keys, Σ relu(s) v     c
 
 Softmax is computed in at least float32; sum is the write-ups' ``relevances /= sum(relevances)``
@@ -23,10 +27,11 @@ and raises ValueError on a row with keys whose scores sum to <= 0. A user callab
 f(scores, allowed) -> weights sees 0 at disallowed scores, and its weights there are set to 0; it
 has no blockwise form (it needs whole rows), so only the math path serves it.
 
-The statistic is what merges partial results over disjoint key sets exactly (for a later
-feature): softmax out = Σ_p exp(lse_p - lse) out_p with lse = logsumexp_p lse_p; sum and relu
-out = Σ_p stat_p out_p / Σ_p stat_p. A row without keys has ``empty_stat`` (lse = +inf, z = c = 1),
-which makes every recomputed weight of it zero.
+The statistic is what merges partial results over disjoint key sets exactly
+(``functional.merge_attention``): softmax out = Σ_p exp(lse_p - lse) out_p with
+lse = logsumexp_p lse_p; sum and relu out = Σ_p stat_p out_p / Σ_p stat_p. Inside the kernels a
+row without keys has ``empty_stat`` (lse = +inf, z = c = 0), which makes every recomputed weight
+of it zero; the public ``RowStats`` turns softmax's +inf into -inf (= log 0).
 """
 
 from __future__ import annotations
@@ -92,9 +97,10 @@ class Normalization:
     """
 
     name: str = "?"
+    stat_label: str = "row statistic"
     blockwise: bool = True
     fill: float = 0.0
-    empty_stat: float = 1.0
+    empty_stat: float = 0.0
     neg_inf_is_nothing: bool = False
     needs_count: bool = True
     needs_rows: bool = False
@@ -172,6 +178,34 @@ class Normalization:
         """
         raise NotImplementedError  # pragma: no cover
 
+    def public_stat(self, stat: Tensor) -> Tensor:
+        """Kernel statistic -> the public one (``RowStats``): the same, but softmax's -inf."""
+        return stat
+
+    def stat_delta(self, delta: Tensor, stat: Tensor, dstat: Tensor | None) -> Tensor:
+        """δ with a gradient dstat of the statistic folded in, so ``grads`` needs no change.
+
+        relu's statistic (a key count) has no gradient: δ unchanged.
+        """
+        return delta
+
+    def recompute(self, s: Tensor, allowed: Tensor | None, stat: Tensor) -> Tensor:
+        """Weights (..., R, C) of a tile from its row statistic (..., R, 1); differentiable."""
+        raise NotImplementedError  # pragma: no cover
+
+    def dense_stat(self, s: Tensor, allowed: Tensor | None) -> Tensor:
+        """The statistic (..., i, 1) of whole rows of scores; differentiable, kernel convention."""
+        raise NotImplementedError  # pragma: no cover
+
+    def merge_coefficients(self, stats: list[Tensor]) -> tuple[list[Tensor], Tensor]:
+        """Partial statistics (public convention) -> (coefficient of each part, merged stat).
+
+        sum and relu: a weighted mean, c_p = stat_p / Σ stat (0 where the sum is 0).
+        """
+        total = torch.stack(stats).sum(0)
+        safe = torch.where(total == 0, torch.ones_like(total), total)
+        return [st / safe for st in stats], total
+
     def _accumulate(self, state: RowState, s: Tensor, allowed, v: Tensor, count, row) -> None:
         """Shared by sum and relu: acc += s v, count += allowed keys, l += row sums."""
         pv = mm(s, v)
@@ -193,6 +227,7 @@ class Softmax(Normalization):
 
     fill = float("-inf")  # exp -> 0
     empty_stat = float("inf")
+    stat_label = "log-sum-exp"
     neg_inf_is_nothing = True
     needs_count = False
 
@@ -246,6 +281,39 @@ class Softmax(Normalization):
         p = s.sub_(stat).exp_()
         return p, dp.sub_(delta).mul_(p)
 
+    def public_stat(self, stat):
+        return stat.masked_fill(torch.isposinf(stat), float("-inf"))  # log 0: no key
+
+    def stat_delta(self, delta, stat, dstat):
+        # ds_ij = p_ij (dp_ij - δ_i) + p_ij dlse_i = p_ij (dp_ij - (δ_i - dlse_i))
+        if dstat is None:
+            return delta
+        return delta - dstat.masked_fill(torch.isinf(stat), 0.0)
+
+    def recompute(self, s, allowed, stat):
+        if allowed is not None:
+            s = s.masked_fill(~allowed, float("-inf"))
+        return torch.exp(s - stat)  # empty rows: stat = +inf -> 0
+
+    def dense_stat(self, s, allowed):
+        if allowed is None:
+            return torch.logsumexp(s, -1, keepdim=True)
+        empty = ~allowed.any(-1, keepdim=True)
+        # A row without keys takes the logsumexp of zeros (finite gradient) and is then +inf.
+        s = s.masked_fill(~allowed, float("-inf")).masked_fill(empty, 0.0)
+        return torch.logsumexp(s, -1, keepdim=True).masked_fill(empty, self.empty_stat)
+
+    def merge_coefficients(self, stats):
+        lse = torch.stack(stats)
+        top = lse.amax(0).detach()
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+        total = torch.exp(lse - top).sum(0)  # 0 where every part is empty
+        empty = total == 0
+        merged = top + torch.log(torch.where(empty, torch.ones_like(total), total))
+        merged = merged.masked_fill(empty, float("-inf"))
+        base = merged.masked_fill(empty, 0.0)
+        return [torch.exp(st - base) for st in stats], merged
+
 
 class Sum(Normalization):
     """w_ij = s_ij / z_i, z_i = Σ_j' s_ij'; online: z and Σ s v; stat z.
@@ -254,6 +322,7 @@ class Sum(Normalization):
     """
 
     needs_rows = True
+    stat_label = "row sum"
 
     def dense(self, scores: Tensor, allowed: Tensor | None) -> Tensor:
         return sum_(scores, allowed)
@@ -265,17 +334,32 @@ class Sum(Normalization):
     def finish(self, state, out, stat, rows=None) -> None:
         has_key = state.count > 0
         _check_sum(self.name, state.l, has_key if rows is None else has_key & rows)
-        torch.where(has_key, state.l, torch.ones_like(state.l), out=stat)
-        torch.div(state.acc, stat, out=out)
+        torch.div(state.acc, torch.where(has_key, state.l, torch.ones_like(state.l)), out=out)
+        torch.where(has_key, state.l, torch.zeros_like(state.l), out=stat)
 
     def grads(self, s, allowed, stat, delta, do, v):
         self.mask_fill(s, allowed)
         dp = mm(do, v.transpose(-1, -2))
-        p = s.div_(stat)
-        ds = dp.sub_(delta).div_(stat)
+        z = _nonzero(stat)
+        p = s.div_(z)
+        ds = dp.sub_(delta).div_(z)
         if allowed is not None:
             ds.masked_fill_(~allowed, 0.0)
         return p, ds
+
+    def stat_delta(self, delta, stat, dstat):
+        # ds_ij = (dp_ij - δ_i) / z_i + dz_i = (dp_ij - (δ_i - z_i dz_i)) / z_i
+        return delta if dstat is None else delta - dstat * stat
+
+    def recompute(self, s, allowed, stat):
+        if allowed is not None:
+            s = s.masked_fill(~allowed, 0.0)
+        return s / _nonzero(stat)
+
+    def dense_stat(self, s, allowed):
+        if allowed is not None:
+            s = s.masked_fill(~allowed, 0.0)
+        return s.sum(-1, keepdim=True)
 
 
 class ReLU(Normalization):
@@ -285,6 +369,7 @@ class ReLU(Normalization):
     """
 
     neg_inf_is_nothing = True  # relu(-inf) = 0
+    stat_label = "key count"
 
     def dense(self, scores: Tensor, allowed: Tensor | None) -> Tensor:
         return relu(scores, allowed)
@@ -294,15 +379,26 @@ class ReLU(Normalization):
         self._accumulate(state, s, allowed, v, count, None)
 
     def finish(self, state, out, stat, rows=None) -> None:
-        torch.clamp_min(state.count, 1.0, out=stat)
-        torch.div(state.acc, stat, out=out)
+        torch.div(state.acc, state.count.clamp_min(1.0), out=out)
+        stat.copy_(state.count)
 
     def grads(self, s, allowed, stat, delta, do, v):
         self.mask_fill(s, allowed)
         dp = mm(do, v.transpose(-1, -2))
         positive = s > 0
-        p = s.relu_().div_(stat)
-        return p, dp.mul_(positive).div_(stat)
+        c = stat.clamp_min(1.0)
+        p = s.relu_().div_(c)
+        return p, dp.mul_(positive).div_(c)
+
+    def recompute(self, s, allowed, stat):
+        if allowed is not None:
+            s = s.masked_fill(~allowed, 0.0)
+        return torch.relu(s) / stat.clamp_min(1.0)
+
+    def dense_stat(self, s, allowed):
+        if allowed is None:
+            return s.new_full((*s.shape[:-1], 1), float(s.shape[-1]))
+        return allowed.expand(s.shape).sum(-1, keepdim=True, dtype=s.dtype)
 
 
 class UserNormalization(Normalization):
@@ -326,6 +422,11 @@ class UserNormalization(Normalization):
                 f"normalize callable must return weights of shape {tuple(scores.shape)}, got {got}"
             )
         return w if allowed is None else w.masked_fill(~allowed, 0.0)
+
+
+def _nonzero(stat: Tensor) -> Tensor:
+    """A divisor: 1 where a row has no key (its scores are all 0 there anyway)."""
+    return torch.where(stat == 0, torch.ones_like(stat), stat)
 
 
 def _check_sum(name: str, total: Tensor, has_key: Tensor) -> None:

@@ -1,6 +1,6 @@
 """The backend registry: every backend, listed once below, with one shared signature.
 
-    forward(call: AttentionCall) -> (out, weights | None)
+    forward(call: AttentionCall) -> Result(out, weights | None, stat | None)
 
 Each backend module defines one ``BACKEND`` (``base.Backend``: name, forward, refuse, auto_skip,
 cost); this module imports them plainly and lists them in ``REGISTRY``. ``choose`` is the one
@@ -13,16 +13,19 @@ alike: an explicit name that cannot serve a call raises with the backend's reaso
     window   a band bounded on both sides; only the key blocks inside it
     chunked  any mask, bias and band; query × key blocks with online row statistics
     tiles    2-D neighbourhoods; only the patches around each query tile
-    math     everything; the readable ground truth, the only one that returns weights
+    math     everything; the readable ground truth, the only one that materialises weights
+
+Weights asked of any other backend are rebuilt from its per-row statistic (``weights.rebuild``),
+block by block and only for the rows asked for; ``Dispatch.weights`` says so.
 """
 
 from __future__ import annotations
 
 from selfattention.functional.backends import chunked, math, sdpa, tiles, window
-from selfattention.functional.backends.base import Backend, Dispatch
+from selfattention.functional.backends.base import Backend, Dispatch, Result
 from selfattention.functional.call import AttentionCall
 
-__all__ = ["AUTO_ORDER", "REGISTRY", "Backend", "Dispatch", "choose", "get"]
+__all__ = ["AUTO_ORDER", "REGISTRY", "Backend", "Dispatch", "Result", "choose", "get"]
 
 REGISTRY: dict[str, Backend] = {
     "sdpa": sdpa.BACKEND,
@@ -48,12 +51,27 @@ def choose(call: AttentionCall, backend: str = "auto") -> Dispatch:
         why = get(backend).refuse(call)
         if why is not None:
             raise ValueError(f"backend={backend!r} cannot serve this call: {why}")
-        return Dispatch(backend)
+        return _with_weights(Dispatch(backend), call)
     refused: dict[str, str] = {}
     for name in AUTO_ORDER:
         b = REGISTRY[name]
         why = b.refuse(call) or (b.auto_skip(call) if name != "math" else None)
         if why is None:
-            return Dispatch(name, refused)
+            return _with_weights(Dispatch(name, refused), call)
         refused[name] = why
     raise AssertionError("the math backend serves every call")  # pragma: no cover
+
+
+def _with_weights(dispatch: Dispatch, call: AttentionCall) -> Dispatch:
+    """Record how the weights of ``call`` are served (nothing when they are not asked for)."""
+    if not call.return_weights:
+        return dispatch
+    rows = "every row" if call.weights_rows is None else f"{call.weights_rows.numel()} row(s)"
+    if dispatch.chosen == "math":
+        dispatch.weights = f"materialised by math, {rows}"
+    else:
+        dispatch.weights = (
+            f"rebuilt exactly from {dispatch.chosen}'s {call.normalize.stat_label}, "
+            f"block by block, {rows}"
+        )
+    return dispatch

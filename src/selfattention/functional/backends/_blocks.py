@@ -34,39 +34,47 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 class BlockedAttention(torch.autograd.Function):
-    """Autograd wrapper: ``engine.forward`` keeps (out, stat); ``engine.backward`` recomputes.
+    """Autograd wrapper: ``engine.forward`` gives (out, stat); ``engine.backward`` recomputes.
 
-    The engine (a ``chunked``, ``window`` or ``tiles`` plan) holds everything that is not a tensor
-    with a gradient: scale, normalisation, masks, block sizes. ``bias`` may be None or carry a
-    gradient.
+    The engine (a ``chunked``, ``window`` or ``tiles`` plan, or sdpa's flash pass) holds
+    everything that is not a tensor with a gradient: scale, normalisation, masks, block sizes.
+    ``bias`` may be None or carry a gradient. Both outputs are differentiable: a gradient that
+    reaches the row statistic is folded into δ (``Normalization.stat_delta``).
     """
 
     @staticmethod
     def forward(ctx, engine, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None):
         out, stat = engine.forward(q, k, v, bias)
         ctx.engine = engine
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(q, k, v, bias, out, stat)
-        return out
+        return out, stat
 
     @staticmethod
-    def backward(ctx, dout: Tensor):
+    def backward(ctx, dout: Tensor | None, dstat: Tensor | None):
         q, k, v, bias, out, stat = ctx.saved_tensors
         need_bias = bias is not None and ctx.needs_input_grad[4]
-        dq, dk, dv, dbias = ctx.engine.backward(
-            q, k, v, bias, out, stat, dout.contiguous(), need_bias
-        )
+        dout = torch.zeros_like(out) if dout is None else dout.contiguous()
+        delta = (dout * out).sum(-1, keepdim=True)
+        delta = ctx.engine.norm.stat_delta(delta, stat, dstat)
+        dq, dk, dv, dbias = ctx.engine.backward(q, k, v, bias, out, stat, dout, need_bias, delta)
         return None, dq, dk, dv, dbias
 
 
-def run(engine, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -> Tensor:
-    """Forward through ``engine``; with autograd only when some input needs a gradient."""
+def run(
+    engine, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, stat: bool = False
+) -> tuple[Tensor, Tensor | None]:
+    """(out, stat (b, h, i, 1) or None) through ``engine``; autograd only when some input needs a
+    gradient. ``stat=True`` asks for the row statistic even without gradients."""
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (q, k, v, bias)
     )
-    engine.need_stat = needs_grad
+    engine.need_stat = needs_grad or stat
     if not needs_grad:
-        return engine.forward(q, k, v, bias)[0]
-    return BlockedAttention.apply(engine, q, k, v, bias)
+        out, st = engine.forward(q, k, v, bias)
+        return out, st if stat else None
+    out, st = BlockedAttention.apply(engine, q, k, v, bias)
+    return out, st if stat else None
 
 
 def workers() -> int:
@@ -105,8 +113,6 @@ def split(start: int, stop: int, parts: int) -> list[tuple[int, int]]:
 
 def common_refusal(call: AttentionCall, name: str) -> str | None:
     """Reasons shared by the blocked backends."""
-    if call.return_weights:
-        return f"{name} never materialises the weights (use backend='math' to get them)"
     if not call.normalize.blockwise:
         return (
             f"{name} folds rows block by block; a user normalize callable needs whole rows "

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from selfattention.functional.backends import _blocks as blk
-from selfattention.functional.backends.base import Backend
+from selfattention.functional.backends.base import Backend, Result
 from selfattention.functional.call import AttentionCall
 from selfattention.functional.normalize import RowState
 
@@ -123,13 +123,13 @@ class ChunkedPlan:
         blk.parallel(part, self.parts(blk.workers()))
         return out.view(b, h, self.nq, -1), stat.view(b, h, self.nq, 1)
 
-    def backward(self, q, k, v, bias, out, stat, dout, need_bias):
+    def backward(self, q, k, v, bias, out, stat, dout, need_bias, delta):
         b, h = q.shape[:2]
         self.b, self.h = b, h
         self.zero = torch.zeros((), dtype=q.dtype, device=q.device)
         q3, k3, v3, do3 = (t.reshape(b * h, t.shape[2], t.shape[3]) for t in (q, k, v, dout))
         st3 = stat.reshape(b * h, self.nq, 1)
-        delta = (dout * out).sum(-1, keepdim=True).reshape(b * h, self.nq, 1)
+        delta = delta.reshape(b * h, self.nq, 1)
         dq = torch.zeros_like(q3)
         dbias = torch.zeros_like(bias) if need_bias else None
 
@@ -198,12 +198,13 @@ def auto_skip(call: AttentionCall) -> str | None:
     return None
 
 
-def forward(call: AttentionCall) -> tuple[Tensor, None]:
+def forward(call: AttentionCall) -> Result:
     dtype = blk.compute_dtype(call.q.dtype)
     plan = ChunkedPlan(call)
     bias = None if call.bias is None else _as4d(call.bias.to(dtype))
-    out = blk.run(plan, call.q.to(dtype), call.k.to(dtype), call.v.to(dtype), bias)
-    return out.to(call.v.dtype), None
+    q, k, v = call.q.to(dtype), call.k.to(dtype), call.v.to(dtype)
+    out, stat = blk.run(plan, q, k, v, bias, stat=call.need_stat)
+    return Result(out.to(call.v.dtype), None, stat)
 
 
 BACKEND = Backend(

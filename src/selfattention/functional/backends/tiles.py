@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from selfattention.functional.backends import _blocks as blk
-from selfattention.functional.backends.base import Backend
+from selfattention.functional.backends.base import Backend, Result
 from selfattention.functional.call import AttentionCall
 from selfattention.functional.masks import neighborhood_start as _start
 from selfattention.functional.normalize import RowState
@@ -92,13 +92,13 @@ class NeighborhoodPlan:
             stat[:, :, flat] = st.flatten(2, 3)
         return out[:, :, :n], stat[:, :, :n]
 
-    def backward(self, q, k, v, bias, out, stat, dout, need_bias):
+    def backward(self, q, k, v, bias, out, stat, dout, need_bias, delta):
         n = q.shape[2]
         pad = (0, 0, 0, 1)
         qs = torch.nn.functional.pad(q * self.scale, pad)
         do = torch.nn.functional.pad(dout, pad)
         st = torch.nn.functional.pad(stat, pad, value=self.norm.empty_stat)
-        delta = torch.nn.functional.pad((dout * out).sum(-1, keepdim=True), pad)
+        delta = torch.nn.functional.pad(delta, pad)
         dq = torch.zeros_like(qs)
         dk, dv = torch.zeros_like(k), torch.zeros_like(v)
         for t0, t1 in self.groups():
@@ -116,8 +116,6 @@ class NeighborhoodPlan:
 def refuse(call: AttentionCall) -> str | None:
     if call.grid is None:
         return "serves 2-D neighbourhoods only (neighborhood_attention), not a 1-D call"
-    if call.return_weights:
-        return "tiles never forms the weights (use backend='math' to get them)"
     if not call.normalize.blockwise:
         return (
             "tiles supports normalize 'softmax', 'sum', 'relu' only; a user normalize callable "
@@ -140,11 +138,12 @@ def auto_skip(call: AttentionCall) -> str | None:
     return None
 
 
-def forward(call: AttentionCall) -> tuple[Tensor, None]:
+def forward(call: AttentionCall) -> Result:
     q, k, v = call.q, call.k, call.v
     dtype = blk.compute_dtype(q.dtype)
-    out = blk.run(NeighborhoodPlan(call), q.to(dtype), k.to(dtype), v.to(dtype), None)
-    return out.to(v.dtype), None
+    plan = NeighborhoodPlan(call)
+    out, stat = blk.run(plan, q.to(dtype), k.to(dtype), v.to(dtype), None, call.need_stat)
+    return Result(out.to(v.dtype), None, stat)
 
 
 def tile_cost(grid: tuple[int, int], kernel_size: int, tile: int | None = None) -> float:

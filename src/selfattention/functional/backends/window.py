@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from selfattention.functional.backends import _blocks as blk
-from selfattention.functional.backends.base import Backend
+from selfattention.functional.backends.base import Backend, Result
 from selfattention.functional.call import AttentionCall
 
 TILE_BYTES = 2**20  # scores of one group of blocks: small enough to stay in L2
@@ -264,14 +264,14 @@ class WindowPlan:
         blk.parallel(part, blk.split(0, self.units, blk.workers()))
         return self.unflat_queries(out), self.unflat_queries(stat)
 
-    def backward(self, q, k, v, bias, out, stat, dout, need_bias):
+    def backward(self, q, k, v, bias, out, stat, dout, need_bias, delta):
         B, m = self.block, self.m
         qs = self.flat_queries(q)
         kf, vf = self.key_source(k), self.key_source(v)
         do = self.flat_queries(dout)
         # Rows past the end get a stat that zeroes their recomputed weights.
         st = self.flat_queries(stat, self.norm.empty_stat)
-        delta = self.flat_queries((dout * out).sum(-1, keepdim=True))
+        delta = self.flat_queries(delta)
         dq = torch.empty_like(qs)
         rows = (self.units + m - 1) * B
         dk = q.new_zeros(rows, k.shape[-1]).view(-1, B, k.shape[-1])
@@ -331,13 +331,13 @@ def auto_skip(call: AttentionCall) -> str | None:
     return None
 
 
-def forward(call: AttentionCall) -> tuple[Tensor, None]:
+def forward(call: AttentionCall) -> Result:
     q, k, v, bias = call.q, call.k, call.v, call.bias
     dtype = blk.compute_dtype(q.dtype)
     plan = WindowPlan(call)
     bias_tiles = None if bias is None else plan.tiles(bias.to(dtype), 0.0)
-    out = blk.run(plan, q.to(dtype), k.to(dtype), v.to(dtype), bias_tiles)
-    return out.to(v.dtype), None
+    out, stat = blk.run(plan, q.to(dtype), k.to(dtype), v.to(dtype), bias_tiles, call.need_stat)
+    return Result(out.to(v.dtype), None, stat)
 
 
 BACKEND = Backend(

@@ -68,9 +68,15 @@ def _head_patterns(tokens: list[str], rng: np.random.Generator) -> np.ndarray:
 @pytest.fixture(scope="module")
 def weights() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(7)
+    n = len(SENTENCE)
     return {
         "sentence": _head_patterns(SENTENCE, rng),
         "tricky": _softmax(rng.normal(size=(2, 3, 7, 7)) * 2),
+        # the neuron and value-weighted views' inputs (any numbers: the page only re-adds them)
+        "queries": rng.normal(size=(2, 4, n, 8)),
+        "keys": rng.normal(size=(2, 4, n, 8)),
+        "value_norms": rng.uniform(0.1, 3.0, size=(2, 4, n)),
+        "tricky_q": rng.normal(size=(2, 3, 7, 4)),
     }
 
 
@@ -88,8 +94,22 @@ def report_path(tmp_path_factory, weights) -> Path:
         static, static + rng.normal(scale=0.5, size=static.shape), SENTENCE, highlight="bank"
     )
     sequences = [
-        {"name": "river bank (head patterns)", "tokens": SENTENCE, "weights": weights["sentence"]},
-        {"name": EVIL_SCRIPT, "tokens": TRICKY, "weights": weights["tricky"]},
+        {
+            "name": "river bank (head patterns)",
+            "tokens": SENTENCE,
+            "weights": weights["sentence"],
+            "queries": weights["queries"],
+            "keys": weights["keys"],
+            "scale": 0.5,
+            "value_norms": weights["value_norms"],
+        },
+        {
+            "name": EVIL_SCRIPT,
+            "tokens": TRICKY,
+            "weights": weights["tricky"],
+            "queries": weights["tricky_q"],
+            "keys": weights["tricky_q"],
+        },
         {"name": "ring image", "image": ring, "grid": (4, 4), "cls_token": True, "weights": img_w},
     ]
     table = (
@@ -302,4 +322,147 @@ def test_hostile_title_description_and_tables_show_as_text(browser, weights, tmp
     assert pg.locator("img[src='x'], header i, td b").count() == 0
     pg.wait_for_timeout(100)  # give an onerror handler time to fire, were there one
     assert pg.evaluate("window.__pwned") is None and dialogs == []
+    ctx.close()
+
+
+# ---------------------------------------------------------------- the "why" views
+
+
+def _click_cell(pg, row: int, col: int, n: int, modifiers: list[str] | None = None) -> None:
+    box = pg.locator("#overlay").bounding_box()
+    cell = box["width"] / n
+    pg.mouse.move(box["x"] + (col + 0.5) * cell, box["y"] + (row + 0.5) * cell)
+    for m in modifiers or []:
+        pg.keyboard.down(m)
+    pg.mouse.click(box["x"] + (col + 0.5) * cell, box["y"] + (row + 0.5) * cell)
+    for m in modifiers or []:
+        pg.keyboard.up(m)
+
+
+def test_neuron_view_terms_add_up_to_the_score(page, weights):
+    pg, events = page
+    n = len(SENTENCE)
+    q, k = weights["queries"], weights["keys"]
+    _click_cell(pg, 5, 4, n)  # bank -> the, layer 0, mean of heads: every head listed
+    heads = pg.locator("#neuron .nhead")
+    assert heads.count() == 4
+    for h in range(4):
+        score = float(heads.nth(h).get_attribute("data-score"))
+        assert score == pytest.approx(0.5 * q[0, h, 5] @ k[0, h, 4], abs=1e-4)
+    assert "bank" in pg.locator("#neuron-title").text_content()
+    pg.select_option("#head-select", "2")
+    assert pg.locator("#neuron .nhead").count() == 1
+    terms = pg.locator("#neuron .nterm .val").all_text_contents()
+    want = sorted(0.5 * q[0, 2, 5] * k[0, 2, 4], key=abs, reverse=True)
+    assert [float(t) for t in terms] == pytest.approx(want, abs=1e-3)
+    _click_cell(pg, 5, 7, n)  # another key: other numbers
+    assert float(pg.locator("#neuron .nhead").get_attribute("data-score")) == pytest.approx(
+        0.5 * q[0, 2, 5] @ k[0, 2, 7], abs=1e-4
+    )
+    assert not events["errors"]
+
+
+def test_value_weighted_measure_shows_alpha_times_the_value_norm(page, weights):
+    pg, events = page
+    w, norms, n = weights["sentence"], weights["value_norms"], len(SENTENCE)
+    pg.select_option("#head-select", "1")
+    raw = _hover_value(pg, 3, 6, n)
+    assert raw == f"{w[0, 1, 3, 6]:.4f}"
+    pg.select_option("#measure-select", "value")
+    assert _hover_value(pg, 3, 6, n) == f"{w[0, 1, 3, 6] * norms[0, 1, 6]:.4f}"
+    assert "value-weighted" in pg.locator("#status").text_content()
+    pg.select_option("#head-select", "mean")
+    mean = (w[0] * norms[0][:, None, :]).mean(0)
+    assert _hover_value(pg, 3, 6, n) == f"{mean[3, 6]:.4f}"
+    assert not events["errors"]
+
+
+def test_attention_flow_view_shows_the_max_flow(page, weights):
+    pg, events = page
+    w, n = weights["sentence"], len(SENTENCE)
+    pg.select_option("#head-select", "flow")
+    flow = viz.attention_flow(w, [2, 9])
+    assert _hover_value(pg, 2, 0, n) == f"{flow[0, 0]:.4f}"
+    assert _hover_value(pg, 9, 11, n) == f"{flow[1, 11]:.4f}"
+    assert "attention flow" in pg.locator("#status").text_content()
+    pg.select_option("#head-select", "rollout")
+    assert _hover_value(pg, 2, 0, n) == f"{viz.rollout(w[:1])[2, 0]:.4f}"  # through layer 0
+    assert not events["errors"]
+
+
+def test_multi_token_selection_sums_or_averages_rows(page, weights):
+    pg, events = page
+    w, n = weights["sentence"], len(SENTENCE)
+    pg.select_option("#head-select", "0")
+    _click_cell(pg, 5, 4, n)
+    one = [float(v) for v in pg.locator("#row-bars .val").all_text_contents()]
+    _click_cell(pg, 8, 4, n, ["Control"])
+    _click_cell(pg, 10, 4, n, ["Shift"])
+    rows = w[0, 0, [5, 8, 10]]
+    names = pg.locator("#row-bars .name").all_text_contents()
+    summed = [float(v) for v in pg.locator("#row-bars .val").all_text_contents()]
+    order = sorted(range(n), key=lambda j: -rows.sum(0)[j])[:12]
+    assert names == [f"{SENTENCE[j]} ({j})" for j in order]
+    assert summed == pytest.approx(rows.sum(0)[order], abs=1e-3) and summed != one[: len(summed)]
+    assert "sum of 3 queries" in pg.locator("#row-title").text_content()
+    assert pg.locator("#ylabels .tok.selected").count() == 3
+    pg.select_option("#combine-select", "mean")
+    mean = [float(v) for v in pg.locator("#row-bars .val").all_text_contents()]
+    assert mean == pytest.approx(rows.mean(0)[order], abs=1e-3)
+    _click_cell(pg, 8, 4, n, ["Control"])  # ctrl-click again: row 8 leaves the selection
+    assert pg.locator("#ylabels .tok.selected").count() == 2
+    assert not events["errors"]
+
+
+def test_hostile_tokens_stay_text_in_the_neuron_view(page):
+    pg, events = page
+    pg.select_option("#seq-select", "1")
+    pg.wait_for_selector("body[data-ready='1']")
+    _click_cell(pg, 4, 2, 7)  # EVIL_SCRIPT -> EVIL_IMG
+    assert pg.locator("#neuron-title b").all_text_contents() == [EVIL_SCRIPT, EVIL_IMG]
+    pg.select_option("#combine-select", "mean")
+    _click_cell(pg, 2, 4, 7, ["Control"])
+    assert EVIL_IMG in pg.locator("#row-title").text_content()
+    assert pg.locator("img[src='x'], #neuron script, #row-title img").count() == 0
+    pg.wait_for_timeout(100)
+    assert pg.evaluate("window.__pwned") is None
+    assert events["dialogs"] == [] and events["errors"] == []
+    assert all(u.startswith(("file:", "data:")) for u in events["requests"])
+
+
+def test_long_input_stored_in_8_bits_renders_the_right_values_offline(browser, tmp_path):
+    """A 200-token, 2 × 3-head input stored as deflated 8-bit rows: the page inflates it with the
+    browser's DecompressionStream (no request), says which precision it shows, and every value
+    shown is within that precision."""
+    from selfattention.viz import _compact
+
+    rng = np.random.default_rng(5)
+    n = 200
+    w = _softmax(rng.normal(size=(2, 3, n, n)) * 3)
+    tokens = [f"t{k}" for k in range(n)]
+    path = viz.report(
+        tmp_path / "long.html",
+        [{"name": "long", "tokens": tokens, "weights": w}],
+        precision="uint8",
+    )
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860})
+    pg = ctx.new_page()
+    requests, errors = [], []
+    pg.on("request", lambda r: requests.append(r.url))
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(path.as_uri())
+    pg.wait_for_selector("body[data-ready='1']", timeout=20_000)
+    assert "8 bits per row" in pg.locator("#precision").text_content()
+    tol = _compact.tolerance(w, "uint8")
+    pg.select_option("#head-select", "2")
+    pg.select_option("#layer-select", "1")
+    for r, c in [(0, 0), (17, 3), (40, 41)]:
+        pg.locator("#hm-scroll").evaluate(f"e => {{ e.scrollTop = {r} * 15; e.scrollLeft = 0; }}")
+        box = pg.locator("#overlay").bounding_box()
+        cell = box["width"] / n
+        pg.mouse.move(box["x"] + (c + 0.5) * cell, box["y"] + (r + 0.5) * cell)
+        shown = float(pg.locator("#tooltip .value").text_content())
+        assert abs(shown - w[1, 2, r, c]) <= tol[1, 2, r, 0] + 5e-5
+    assert not errors
+    assert requests and all(u.startswith(("file:", "data:")) for u in requests)
     ctx.close()

@@ -5,6 +5,11 @@ The tasks are listed in :data:`TASKS`; each is an adapter module in :mod:`selfat
 number of torch threads, calls the task and prints its metrics as JSON (predict prints its own
 lines). Errors reach ``selfattention.cli.main``, which prints them as one line; Ctrl-C while
 training names the last checkpoint and exits 130.
+
+Under ``torchrun --nproc-per-node N -m selfattention train TASK ...`` every process runs this
+same command: training joins the process group torchrun describes (gloo on CPU, NCCL on GPUs)
+and ``apps.training.fit`` trains with DistributedDataParallel. Rank 0 alone prints (progress,
+epoch lines, metrics) and writes; the other ranks are quiet unless they fail.
 """
 
 from __future__ import annotations
@@ -13,8 +18,14 @@ import argparse
 import json
 from pathlib import Path
 
-from selfattention.cli._common import EXIT_USAGE, error
-from selfattention.cli.tasks import images, polarity, pos, positive_int
+from selfattention.apps.training.ddp import (
+    DEFAULT_TIMEOUT,
+    DistributedError,
+    is_main_process,
+    process_group,
+)
+from selfattention.cli._common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, error, one_line
+from selfattention.cli.tasks import images, polarity, pos, positive_float, positive_int
 
 __all__ = [
     "TASKS",
@@ -49,6 +60,14 @@ def _add(parser: argparse.ArgumentParser, mode: str) -> None:
         )
         if mode == "train":
             p.add_argument("--resume", action="store_true", help="continue from CHECKPOINT/last")
+            p.add_argument(
+                "--ddp-timeout",
+                type=positive_float,
+                default=DEFAULT_TIMEOUT,
+                metavar="SECONDS",
+                help="under torchrun: how long a process waits for the others before it stops "
+                f"with an error (default: {DEFAULT_TIMEOUT:g})",
+            )
         if mode == "predict":
             p.add_argument("inputs", nargs="*", metavar="INPUT", help="input(s) to predict")
             p.add_argument("--file", type=Path, help="read inputs from this file, one a line")
@@ -80,11 +99,22 @@ def run(args: argparse.Namespace) -> int:
     if args.mode == "evaluate":
         metrics = args._task.evaluate(args)
     else:
+        main = True
         try:
-            metrics = args._task.train(args)
+            with process_group(args.ddp_timeout):  # a no-op unless torchrun started several
+                main = is_main_process()
+                args.progress = args.progress and main
+                metrics = args._task.train(args)
         except KeyboardInterrupt as exc:
+            if not main:
+                return EXIT_INTERRUPTED  # quietly: rank 0 says where to resume
             if str(exc).startswith("last checkpoint"):
                 raise KeyboardInterrupt(f"{exc}; continue with --resume") from None
             raise
+        except DistributedError as exc:
+            error(one_line(exc))
+            return EXIT_FAILURE
+        if not main:
+            return 0
     print(json.dumps(metrics, indent=2, default=str))
     return 0

@@ -25,7 +25,7 @@ import torch
 from selfattention.apps.text import common, corpus
 from selfattention.apps.text.model import TextModel, TextModelConfig
 from selfattention.apps.text.vocab import Vocab
-from selfattention.apps.training import FitConfig, fit, set_seed, write_metrics
+from selfattention.apps.training import FitConfig, fit, is_main_process, set_seed, write_metrics
 
 __all__ = ["PosConfig", "baseline", "evaluate", "load_data", "predict", "train"]
 
@@ -145,11 +145,12 @@ def train(
     metrics = _test_metrics(model, meta, data)
     metrics.update(common.run_summary(model, history.to_dict(), seconds))
     metrics["glove_words_found"] = found
-    write_metrics(Path(checkpoint) / "metrics.json", metrics)
-    tokens = corpus.tokenize(SAMPLE)
-    common.save_attention_picture(
-        model, encoder(tokens), tokens, Path(checkpoint) / "attention.png", "pos: " + SAMPLE
-    )
+    if is_main_process():  # under torchrun every rank gets here; rank 0 writes
+        write_metrics(Path(checkpoint) / "metrics.json", metrics)
+        tokens = corpus.tokenize(SAMPLE)
+        common.save_attention_picture(
+            model, encoder(tokens), tokens, Path(checkpoint) / "attention.png", "pos: " + SAMPLE
+        )
     return {k: v for k, v in metrics.items() if k != "history"}
 
 

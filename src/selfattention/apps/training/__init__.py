@@ -8,8 +8,12 @@
   ``config.json`` manifest is written last, so that an interrupt at any point leaves the previous
   checkpoint loadable. No pickles.
 * :func:`write_metrics` (``files.py``) writes a metrics dict as JSON, atomically.
+* ``ddp.py``: under ``torchrun``, :func:`process_group` joins the processes and :func:`fit`
+  trains with DistributedDataParallel; :func:`is_main_process` says whether this process is
+  the one that writes files (rank 0, or the only one).
 """
 
+from selfattention.apps.training import ddp
 from selfattention.apps.training.checkpoint import (
     CheckpointError,
     CheckpointMismatch,
@@ -21,21 +25,26 @@ from selfattention.apps.training.checkpoint import (
     save_checkpoint,
 )
 from selfattention.apps.training.config import FitConfig, History, format_epoch
+from selfattention.apps.training.ddp import DistributedError, is_main_process, process_group
 from selfattention.apps.training.files import write_atomic, write_metrics
 from selfattention.apps.training.loop import evaluate, fit, set_seed
 
 __all__ = [
     "CheckpointError",
     "CheckpointMismatch",
+    "DistributedError",
     "FitConfig",
     "History",
     "check_same_config",
+    "ddp",
     "evaluate",
     "fit",
     "format_epoch",
+    "is_main_process",
     "load_checkpoint",
     "load_optimizer",
     "load_tensors",
+    "process_group",
     "read_checkpoint_extra",
     "save_checkpoint",
     "set_seed",

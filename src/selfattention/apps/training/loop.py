@@ -9,6 +9,9 @@ A batch is a pair ``(inputs, targets)``. The model is called as ``model(*inputs)
 is a tuple, ``model(**inputs)`` when it is a dict and ``model(inputs)`` otherwise.
 ``loss_fn(output, targets)`` returns a scalar tensor; ``metric_fn(output, targets)`` returns
 ``(correct, total)`` counts so that accuracy over padded batches adds up exactly.
+
+Under ``torchrun`` (an initialised process group) the same :func:`fit` trains with
+DistributedDataParallel; ``ddp.py`` holds what differs, and a single process is unchanged.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from selfattention.apps.training import ddp
 from selfattention.apps.training.checkpoint import (
     CheckpointError,
     CheckpointMismatch,
@@ -73,43 +77,77 @@ def fit(
             resume it must equal the saved one, else :class:`CheckpointMismatch` names the keys.
         param_groups: AdamW parameter groups (e.g. a smaller rate for a pretrained encoder);
             default: every parameter with ``requires_grad``.
-        on_epoch: called after each epoch with its row and whether dev accuracy improved.
+        on_epoch: called after each epoch with its row and whether dev accuracy improved
+            (on rank 0 only when several processes train).
+
+    Several processes (a ``torch.distributed`` process group of N > 1 is initialised, e.g. by
+    :func:`~selfattention.apps.training.ddp.process_group` under ``torchrun``): every rank
+    calls ``fit`` with the same arguments. The model is wrapped in DistributedDataParallel;
+    each rank trains on batches ``rank, rank + N, ...`` of every epoch (padded by wrapping
+    around so that all take ``ceil(batches / N)`` steps: the effective batch is N times the
+    task's); the dev batches are shared out the same way and their sums added up over the
+    ranks. Rank 0 writes the checkpoints (the others wait at a barrier), shows the progress
+    bar and calls ``on_epoch``; its decisions to stop (time limit, patience) are broadcast. On
+    return every rank's model holds rank 0's best weights. With NCCL the model and batches
+    move to this rank's GPU while training, and back at the end.
 
     Raises:
         KeyboardInterrupt: on Ctrl-C, re-raised with a message naming the last checkpoint.
+        DistributedError: another rank stopped or died, or stayed silent past the process
+            group's timeout (several processes only).
     """
     meta = dict(meta or {})
+    group = ddp.current()
+    home = _device_of(model)
+    if group.device is not None and group.device != home:
+        model.to(group.device)  # NCCL: this rank's GPU (the Parameter objects stay the same)
     optimizer = _optimizer(model, config, param_groups)
-    run = _resume(model, optimizer, config, meta) if config.resume else _Run()
-    schedule = _Schedule(config, train_batches, run.epoch)
+    if config.resume:  # every rank reads the same checkpoint; a failure on one stops all
+        run = group.everywhere(lambda: _resume(model, optimizer, config, meta), "to resume")
+    else:
+        run = _Run()
+    schedule = _Schedule(config, train_batches, run.epoch, group)
     clock = _Clock(config.time_limit, run.history[-1]["elapsed"] if run.history else 0.0)
     stopped = run.stop_reason(config)
     try:
+        net = group.wrap(model)
         while stopped is None:
-            if clock.expired():
+            if clock.limit is not None and group.decide(clock.expired()):
                 stopped = "time_limit"
                 break
             row, cut = _train_epoch(
-                model, optimizer, train_batches, run, config, schedule, clock, loss_fn, metric_fn
-            )
+                net, optimizer, train_batches, run, config, schedule, clock, group, loss_fn,
+                metric_fn,
+            )  # fmt: skip
             if row is None:  # the time ran out before this epoch's first batch
                 stopped = "time_limit"
                 break
-            dev = evaluate(model, dev_batches, loss_fn=loss_fn, metric_fn=metric_fn)
+            # The dev set is shared out and scored on the bare model, the sums reduced over the
+            # ranks: every rank gets the same numbers and the same best epoch.
+            dev = _score(model, group.share(dev_batches, pad=False), loss_fn, metric_fn, group)
             row.update(dev_loss=dev["loss"], dev_accuracy=dev["accuracy"], elapsed=clock.elapsed())
             improved = run.record(row)
-            if improved:
+            if improved and group.main:
                 save_checkpoint(config.checkpoint, model, meta, extra=row)
-            _save_last(config, model, optimizer, meta, run)
-            if on_epoch is not None:
+            _save_last(config, model, optimizer, meta, run, group.main)
+            group.barrier()  # the others wait while rank 0 writes
+            if on_epoch is not None and group.main:
                 on_epoch(row, improved)
-            stopped = "time_limit" if cut else run.stop_reason(config)
+            stopped = group.decide("time_limit" if cut else run.stop_reason(config))
     except KeyboardInterrupt:
         raise KeyboardInterrupt(_where_to_resume(config)) from None
+    except RuntimeError as e:
+        explained = group.explain(e, "training")
+        if explained is e:
+            raise
+        raise explained from e
     if not run.history:
         raise RuntimeError(f"fit: time_limit={config.time_limit}s ran out before the first batch")
-    state, _ = load_checkpoint(config.checkpoint)
-    model.load_state_dict(state)
+    if group.main:
+        state, _ = load_checkpoint(config.checkpoint)
+        model.load_state_dict(state)
+    group.broadcast_state(model)
+    model.to(home)
     return History(
         tuple(run.history), run.best_epoch, run.best_dev_accuracy, stopped, clock.elapsed()
     )
@@ -120,15 +158,26 @@ def evaluate(
     model: nn.Module, batches: Iterable[Batch], *, loss_fn: LossFn, metric_fn: MetricFn
 ) -> dict[str, float]:
     """Mean loss (weighted by the metric's ``total``) and accuracy of ``model`` over ``batches``."""
+    return _score(model, batches, loss_fn, metric_fn, ddp.Local())
+
+
+@torch.no_grad()
+def _score(
+    model: nn.Module, batches: Iterable[Batch], loss_fn: LossFn, metric_fn: MetricFn, group: Any
+) -> dict[str, float]:
+    """:func:`evaluate` on this rank's batches, the sums added up over the ranks."""
     was_training = model.training
     model.eval()
     loss_sum, correct, total = 0.0, 0, 0
+    device = group.device if group.device is not None and group.device.type != "cpu" else None
     for inputs, targets in batches:
+        inputs, targets = _to(inputs, device), _to(targets, device)
         out = _call(model, inputs)
         c, t = metric_fn(out, targets)
         loss_sum += float(loss_fn(out, targets)) * int(t)
         correct, total = correct + int(c), total + int(t)
     model.train(was_training)
+    loss_sum, correct, total = group.sum([loss_sum, correct, total])
     if total == 0:
         raise ValueError("evaluate: the batches held no examples")
     return {"loss": loss_sum / total, "accuracy": correct / total}
@@ -183,9 +232,10 @@ class _Clock:
 class _Schedule:
     """Learning-rate factor per step: linear warm-up, then constant or linear decay to 0."""
 
-    def __init__(self, config: FitConfig, batches: Batches, epoch: int) -> None:
+    def __init__(self, config: FitConfig, batches: Batches, epoch: int, group: Any) -> None:
         self.warmup = config.warmup_steps
-        self.total = _count(batches, epoch) * config.epochs if config.decay else None
+        # steps per epoch: this rank's share of the batches
+        self.total = group.steps(_count(batches, epoch)) * config.epochs if config.decay else None
 
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> None:
         if self.warmup and step < self.warmup:
@@ -216,20 +266,26 @@ def _train_epoch(
     config: FitConfig,
     schedule: _Schedule,
     clock: _Clock,
+    group: Any,
     loss_fn: LossFn,
     metric_fn: MetricFn,
 ) -> tuple[dict[str, float] | None, bool]:
-    """One pass over the training batches: ``(row or None if no batch ran, cut by the clock)``."""
+    """One pass over this rank's share of the training batches (every rank takes as many
+    steps): ``(row or None if no batch ran, cut by the clock)``; the row's sums are added up
+    over the ranks."""
     model.train()
     loss_sum, correct, total, cut = 0.0, 0, 0, False
     epoch = run.epoch + 1
-    bar = _bar(
-        _epoch_batches(batches, run.epoch), config.progress, f"epoch {epoch}/{config.epochs}"
-    )
+    progress = config.progress and group.main
+    mine = group.share(_epoch_batches(batches, run.epoch), pad=True)
+    device = group.device if group.device is not None and group.device.type != "cpu" else None
+    bar = _bar(mine, progress, f"epoch {epoch}/{config.epochs}")
     for inputs, targets in bar:
-        if clock.expired():
+        # rank 0's clock decides for all (no collective when there is no limit)
+        if clock.limit is not None and group.decide(clock.expired()):
             cut = True  # finish this epoch early: it is scored and saved like any other
             break
+        inputs, targets = _to(inputs, device), _to(targets, device)
         schedule.apply(optimizer, run.step)
         out = _call(model, inputs)
         loss = loss_fn(out, targets)
@@ -245,8 +301,9 @@ def _train_epoch(
             c, t = metric_fn(out, targets)
         loss_sum += float(loss.detach()) * int(t)
         correct, total = correct + int(c), total + int(t)
-        if config.progress:
+        if progress:
             bar.set_postfix(loss=f"{loss_sum / total:.4f}", acc=f"{correct / total:.4f}")
+    loss_sum, correct, total = group.sum([loss_sum, correct, total])
     if total == 0 and cut:
         return None, True
     if total == 0:
@@ -258,10 +315,17 @@ def _train_epoch(
 
 
 def _save_last(
-    config: FitConfig, model: nn.Module, optimizer: torch.optim.Optimizer, meta: dict, run: _Run
+    config: FitConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    meta: dict,
+    run: _Run,
+    write: bool,
 ) -> None:
     seed = random.randrange(2**31)  # the next epoch's Python RNG, reproducible on resume
-    random.seed(seed)
+    random.seed(seed)  # on every rank, so that they stay alike; only rank 0 writes
+    if not write:
+        return
     extra = {**asdict(run), "python_seed": seed}
     rng = {"rng": {"torch": torch.get_rng_state()}}
     save_checkpoint(config.last, model, meta, extra=extra, optimizer=optimizer, tensors=rng)
@@ -302,6 +366,23 @@ def _call(model: nn.Module, inputs: Any) -> Any:
     if isinstance(inputs, Mapping):
         return model(**inputs)
     return model(inputs)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters(), torch.empty(0)).device
+
+
+def _to(x: Any, device: torch.device | None) -> Any:
+    """``x`` (a tensor, or tuples/lists/dicts of them) on ``device`` (None: as it is)."""
+    if device is None:
+        return x
+    if isinstance(x, torch.Tensor):
+        return x.to(device, non_blocking=True)
+    if isinstance(x, Mapping):
+        return {k: _to(v, device) for k, v in x.items()}
+    if isinstance(x, tuple | list):
+        return type(x)(_to(v, device) for v in x)
+    return x
 
 
 def _epoch_batches(batches: Batches, epoch: int) -> Iterable[Batch]:

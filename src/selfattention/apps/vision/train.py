@@ -11,7 +11,7 @@ is trained the same way, for comparison.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -72,11 +72,33 @@ class _Epochs:
         self.x, self.y, self.batch_size = x, y, batch_size
         self.seed, self.shift, self.flip = seed, shift, flip
 
-    def __call__(self, epoch: int) -> list:
+    def __call__(self, epoch: int) -> _EpochBatches:
         seed = self.seed * 1000 + epoch
-        return list(
-            batches(self.x, self.y, self.batch_size, seed=seed, shift=self.shift, flip=self.flip)
-        )
+        return _EpochBatches(self.x, self.y, self.batch_size, seed, self.shift, self.flip)
+
+
+class _EpochBatches(Sequence):
+    """The batches ``batches(x, y, batch_size, seed=seed, ...)`` yields, each one made when it
+    is asked for: under torchrun a rank shuffles the same order but augments only its share."""
+
+    def __init__(self, x: Tensor, y: Tensor, batch_size: int, seed: int, shift: int, flip: bool):
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.seed, self.shift, self.flip = seed, shift, flip
+        self.order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.batch_size)
+
+    def __getitem__(self, i: int) -> tuple[tuple[Tensor], Tensor]:  # type: ignore[override]
+        if not 0 <= i < len(self):
+            raise IndexError(f"batch {i} of {len(self)}")
+        start = i * self.batch_size
+        idx = self.order[start : start + self.batch_size]
+        xb = self.x[idx]
+        if self.shift or self.flip:  # the generator batches() gives the batch at `start`
+            g = torch.Generator().manual_seed(self.seed * 100003 + start)
+            xb = augment(xb, self.shift, self.flip, g)
+        return (xb,), self.y[idx]
 
 
 def augment(x: Tensor, shift: int, flip: bool, generator: torch.Generator) -> Tensor:
@@ -231,5 +253,6 @@ def train(
             "train_seconds": time.perf_counter() - t0,
             "train_cpu_seconds": time.process_time() - c0,
         }
-    training.write_metrics(checkpoint / "metrics.json", metrics)
+    if training.is_main_process():  # under torchrun every rank gets here; rank 0 writes
+        training.write_metrics(checkpoint / "metrics.json", metrics)
     return metrics

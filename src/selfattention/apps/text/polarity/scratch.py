@@ -17,7 +17,7 @@ from selfattention.apps.text import common
 from selfattention.apps.text.model import Ensemble, TextModel, TextModelConfig
 from selfattention.apps.text.polarity.config import LABELS, PolarityConfig
 from selfattention.apps.text.vocab import Vocab
-from selfattention.apps.training import FitConfig, fit, save_checkpoint, set_seed
+from selfattention.apps.training import FitConfig, ddp, fit, save_checkpoint, set_seed
 
 __all__ = ["accuracy", "build", "encode", "member_seed", "train"]
 
@@ -111,6 +111,7 @@ def train(
         # The time limit covers the whole run: each member gets an equal share of what is left.
         limit = config.time_limit
         share = None if limit is None else (limit - (common.timer() - t0)) / (n - k)
+        share = ddp.current().decide(share)  # under torchrun rank 0's clock decides for all
         if k > 0 and share is not None and share <= 0:
             break
         seed = member_seed(config.seed, k)
@@ -129,7 +130,7 @@ def train(
             patience=config.patience,
             weight_decay=0.05,
             time_limit=None if share is None else max(share, 1e-3),
-            resume=resume and (n == 1 or (out / "last").is_dir()),
+            resume=resume and (n == 1 or ddp.current().decide((out / "last").is_dir())),
             progress=progress,
         )
         history = fit(
@@ -152,7 +153,8 @@ def train(
 
     ensemble = Ensemble.from_models(models)
     meta = {**meta, "ensemble": len(models)}
-    save_checkpoint(checkpoint, ensemble, meta)
+    if ddp.is_main_process():  # under torchrun every rank gets here; rank 0 writes
+        save_checkpoint(checkpoint, ensemble, meta)
     summary = {
         "history": runs[0]["history"],
         "best_dev_accuracy": accuracy(ensemble, dev_batches),

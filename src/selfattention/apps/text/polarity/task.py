@@ -15,7 +15,7 @@ from selfattention.apps.text import common, corpus
 from selfattention.apps.text.polarity import pretrained, scratch
 from selfattention.apps.text.polarity.config import LABELS, PolarityConfig
 from selfattention.apps.text.vocab import Vocab
-from selfattention.apps.training import load_checkpoint, set_seed, write_metrics
+from selfattention.apps.training import is_main_process, load_checkpoint, set_seed, write_metrics
 
 __all__ = ["Prediction", "baseline", "evaluate", "load_data", "predict", "train"]
 
@@ -91,8 +91,9 @@ def train(
     if "members" in history:
         metrics["ensemble"] = len(history["members"])
         metrics["members"] = history["members"]
-    write_metrics(checkpoint / "metrics.json", metrics)
-    _picture(model, meta, checkpoint / "attention.png")
+    if is_main_process():  # under torchrun every rank gets here; rank 0 writes
+        write_metrics(checkpoint / "metrics.json", metrics)
+        _picture(model, meta, checkpoint / "attention.png")
     return {k: v for k, v in metrics.items() if k != "history"}
 
 

@@ -90,6 +90,40 @@ def _repeat_kv(x: Tensor, groups: int) -> Tensor:
     return x if groups == 1 else x.repeat_interleave(groups, dim=1)
 
 
+def _arguments(
+    module: torch.nn.Module,
+    query: Tensor,
+    key: Tensor,
+    attention_mask: Tensor | None,
+    scaling: float | None,
+    dropout: float,
+    kwargs: dict,
+) -> dict:
+    """The keyword arguments of ``sa.attention`` for one transformers call (all but normalize)."""
+    mask, bias = split_mask(attention_mask)
+    position_bias = kwargs.get("position_bias")
+    if position_bias is not None:
+        bias = position_bias if bias is None else bias + position_bias
+    i, j = query.shape[-2], key.shape[-2]
+    # As transformers' sdpa path: no mask on a causal layer means plain causal (top-left);
+    # one query (decoding with a cache) sees every cached key.
+    is_causal = kwargs.get("is_causal")
+    is_causal = getattr(module, "is_causal", True) if is_causal is None else is_causal
+    window = None
+    sliding = kwargs.get("sliding_window")
+    if isinstance(sliding, int) and sliding > 0 and is_causal and i == j:
+        window = (sliding - 1, 0)  # HF keeps keys with q - k < sliding_window
+    return dict(
+        mask=mask,
+        bias=None if bias is None else bias.to(query.dtype),
+        causal=bool(is_causal) and attention_mask is None and i > 1,
+        window=window,
+        scale=scaling,
+        dropout_p=float(dropout),
+        return_weights=bool(kwargs.get("output_attentions", False)),
+    )
+
+
 @dataclass(frozen=True)
 class Bridge:
     """The function registered with transformers, with the defaults it was registered with.
@@ -123,32 +157,8 @@ class Bridge:
             raise ValueError(f"query heads ({h}) must be a multiple of key/value heads ({g})")
         key, value = _repeat_kv(key, h // g), _repeat_kv(value, h // g)
 
-        mask, bias = split_mask(attention_mask)
-        position_bias = kwargs.get("position_bias")
-        if position_bias is not None:
-            bias = position_bias if bias is None else bias + position_bias
-        i, j = query.shape[-2], key.shape[-2]
-        # As transformers' sdpa path: no mask on a causal layer means plain causal (top-left);
-        # one query (decoding with a cache) sees every cached key.
-        is_causal = kwargs.get("is_causal")
-        is_causal = getattr(module, "is_causal", True) if is_causal is None else is_causal
-        causal = bool(is_causal) and attention_mask is None and i > 1
-        window = None
-        sliding = kwargs.get("sliding_window")
-        if isinstance(sliding, int) and sliding > 0 and is_causal and i == j:
-            window = (sliding - 1, 0)
-
-        weights = bool(kwargs.get("output_attentions", False))
-        call = dict(
-            mask=mask,
-            bias=None if bias is None else bias.to(query.dtype),
-            causal=causal,
-            window=window,
-            scale=scaling,
-            normalize=self.normalize,
-            dropout_p=float(dropout),
-            return_weights=weights,
-        )
+        call = _arguments(module, query, key, attention_mask, scaling, dropout, kwargs)
+        call["normalize"] = self.normalize
         try:
             chosen = explain_dispatch(query, key, value, backend=self.backend, **call).chosen
         except ValueError as exc:
@@ -157,7 +167,7 @@ class Bridge:
         log.debug("%s: layer %s served by %s", self.name, getattr(module, "layer_idx", "?"), chosen)
 
         result = attention(query, key, value, backend=chosen, **call)
-        out, w = result if weights else (result, None)
+        out, w = result if call["return_weights"] else (result, None)
         return out.transpose(1, 2).contiguous(), w  # (b, h, i, e) -> (b, i, h, e)
 
 

@@ -185,3 +185,13 @@ def test_speech_stream_without_data_names_data_fetch(monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: speech:") and err.endswith("selfattention data fetch speech")
     assert "\n" not in err
+
+
+def test_a_huge_window_does_not_preallocate_it():
+    attn = SelfAttention(8, 2, window=(10**12, 10**12)).eval()
+    stream = attn.stream()
+    x = torch.randn(1, 30, 8)
+    with torch.no_grad():
+        assert stream.push(x).shape == (1, 0, 8)  # all 30 frames wait for their look-ahead
+        got = stream.flush()
+        assert float((got - attn(x)).abs().max()) <= 1e-6

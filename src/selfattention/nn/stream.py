@@ -57,7 +57,8 @@ class WindowStream:
         check_positions_at_offset(attn.positions, "stream()")
         self.attn = attn
         self.left, self.right = stream_window(attn.window, attn.causal)
-        self.cache = KVCache(capacity=max(1, 2 * (self.left + self.right)))
+        # Room for two windows, so compaction is rare; a huge window starts smaller and doubles.
+        self.cache = KVCache(capacity=max(1, min(2 * (self.left + self.right), 4096)))
         self.reset()
 
     def reset(self) -> None:

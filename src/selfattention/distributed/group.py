@@ -80,7 +80,7 @@ def check_same_call(ring: Ring, signature: list[int], names: list[str], device) 
     if ring.size == 1:
         return [signature]
     table = torch.empty(ring.size * len(signature), dtype=torch.int64, device=device)
-    dist.all_gather_into_tensor(table, local, group=ring.group)
+    dist.all_gather_single(table, local, group=ring.group)
     rows = table.view(ring.size, len(signature)).tolist()
     for col, name in enumerate(names):
         values = [row[col] for row in rows]

@@ -78,7 +78,7 @@ def unshard(x: Tensor, group=None, layout: str = "contiguous", dim: int = -2) ->
     dim = dim % x.dim()
     lengths = torch.tensor([x.shape[dim]], dtype=torch.int64, device=x.device)
     table = torch.empty(ring.size, dtype=torch.int64, device=x.device)
-    dist.all_gather_into_tensor(table, lengths, group=ring.group)
+    dist.all_gather_single(table, lengths, group=ring.group)
     sizes = table.tolist()
     n = sum(sizes)
     segs = layout_segments(n, ring.size, layout)

@@ -6,8 +6,11 @@ output and dq, dk, dv against ``sa.attention(backend="math")`` over the whole se
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+import torch.distributed as dist
 
 import selfattention as sa
 from distributed_harness import run_group
@@ -104,13 +107,47 @@ def _one_case(rank: int, world: int, n: int, kw: dict) -> tuple[float, float]:
     return out_err, grad_err
 
 
+def _module_case(rank: int, world: int, n: int, layout: str, **attention_kwargs):
+    """An encoder layer made sequence-parallel: output and parameter gradients (summed over
+    ranks) against the same layer on the whole sequence."""
+    torch.manual_seed(3)
+    layer = sa.nn.TransformerEncoderLayer(8, 2, ff_dim=16, dtype=torch.float64, **attention_kwargs)
+    x = torch.randn(B, n, 8, dtype=torch.float64)
+    w = torch.randn(B, n, 8, dtype=torch.float64)
+    (layer(x) * w).sum().backward()
+    parallel = sd.sequence_parallel(copy.deepcopy(layer), layout=layout)
+    parallel.zero_grad()
+    y = parallel(sd.shard(x, layout=layout, dim=1))
+    (y * sd.shard(w, layout=layout, dim=1)).sum().backward()
+    out_err = (y - sd.shard(layer(x), layout=layout, dim=1)).abs().max().item()
+    grad_err = 0.0
+    assert list(parallel.state_dict()) == list(layer.state_dict())  # same keys, shared params
+    for p, p_ref in zip(parallel.parameters(), layer.parameters(), strict=True):
+        g = p.grad.clone()
+        if dist.is_initialized():
+            dist.all_reduce(g)
+        grad_err = max(grad_err, (g - p_ref.grad).abs().max().item())
+    return out_err, grad_err
+
+
 def all_cases(rank: int, world: int) -> dict[str, object]:
     n = LENGTHS[world]
     report: dict[str, object] = {}
+    module_cases = {
+        "module: causal rotary zigzag": dict(
+            layout="zigzag", causal=True, positions=sa.nn.RotaryPositions(4)
+        ),
+        "module: ALiBi window": dict(layout="contiguous", window=(3, 5), positions=sa.nn.ALiBi(2)),
+    }
     for name, kw in cases(n, world).items():
         try:
             report[name] = _one_case(rank, world, n, kw)
         except Exception as exc:  # report per case; the group stays usable
+            report[name] = f"{type(exc).__name__}: {exc}"
+    for name, kw in module_cases.items():
+        try:
+            report[name] = _module_case(rank, world, n, **kw)
+        except Exception as exc:
             report[name] = f"{type(exc).__name__}: {exc}"
     return report
 

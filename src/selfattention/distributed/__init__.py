@@ -12,17 +12,28 @@ tensors). See docs/distributed.md.
 from selfattention.distributed.attention import ring_attention
 from selfattention.distributed.comm import Traffic, reset_traffic, traffic
 from selfattention.distributed.group import NoProcessGroupError, ShardMismatchError
-from selfattention.distributed.shard import LAYOUTS, layout_segments, local_length, shard, unshard
+from selfattention.distributed.module import SequenceParallel, sequence_parallel
+from selfattention.distributed.shard import (
+    LAYOUTS,
+    global_segments,
+    layout_segments,
+    local_length,
+    shard,
+    unshard,
+)
 
 __all__ = [
     "LAYOUTS",
     "NoProcessGroupError",
+    "SequenceParallel",
     "ShardMismatchError",
     "Traffic",
+    "global_segments",
     "layout_segments",
     "local_length",
     "reset_traffic",
     "ring_attention",
+    "sequence_parallel",
     "shard",
     "traffic",
     "unshard",

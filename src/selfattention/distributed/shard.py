@@ -102,3 +102,18 @@ def unshard(x: Tensor, group=None, layout: str = "contiguous", dim: int = -2) ->
             full[a:b] = gathered[r][offset : offset + b - a]
             offset += b - a
     return full.movedim(0, dim)
+
+
+def global_segments(
+    n_r: int, group=None, layout: str = "contiguous", device=None
+) -> tuple[int, list[Segment]]:
+    """(n, this rank's global ranges) from every rank's shard length n_r (one all-gather on
+    ``device``: the device of the tensors, as NCCL needs GPU tensors)."""
+    ring = resolve(group)
+    if ring.size == 1:
+        return n_r, [(0, n_r)]
+    local = torch.tensor([n_r], dtype=torch.int64, device=device)
+    table = torch.empty(ring.size, dtype=torch.int64, device=device)
+    dist.all_gather_single(table, local, group=ring.group)
+    n = int(table.sum())
+    return n, layout_segments(n, ring.size, layout)[ring.rank]

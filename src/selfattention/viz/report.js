@@ -51,9 +51,11 @@
         var rows = floats(bytes(v.rows)), done = {};
         return { map: function (off, size) {
           if (done[off]) return done[off];
+          // maps start on a row boundary and hold whole rows: one factor per row
           var out = new Float32Array(size);
-          for (var e = 0; e < size; e++) {
-            out[e] = q[off + e] * rows[Math.floor((off + e) / rowLength)] / v.levels;
+          for (var r0 = off / rowLength, e = 0; e < size; r0++) {
+            var f = rows[r0] / v.levels;
+            for (var end = e + rowLength; e < end; e++) out[e] = q[off + e] * f;
           }
           done[off] = out;
           return out;
@@ -220,7 +222,8 @@
   function cellSize(s) {
     var n = Math.max(s.nq, s.nk);
     var c = Math.floor(720 / n);
-    return Math.max(s.patches ? 20 : 15, Math.min(c, 46));
+    // long inputs: 12 px rows still fit a label and keep a 512-token canvas near 6000 px square
+    return Math.max(s.patches ? 20 : n > 100 ? 12 : 15, Math.min(c, 46));
   }
 
   // ---------- selectors ---------------------------------------------------------------------------
@@ -342,10 +345,20 @@
       c.style.width = w + "px";
       c.style.height = h + "px";
     });
+    if (CELL < 14) {
+      // long inputs: one canvas pixel per cell, enlarged by CSS (pixelated), instead of a
+      // canvas of ~6000 px square to fill
+      canvas.width = S.nk;
+      canvas.height = S.nq;
+      canvas.getContext("2d").drawImage(small, 0, 0);
+      canvas.classList.add("pixels");
+    } else {
+      canvas.classList.remove("pixels");
+    }
     var ctx = canvas.getContext("2d");
     ctx.setTransform(DPR, 0, 0, DPR, 0, 0);
     ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(small, 0, 0, w, h);
+    if (CELL >= 14) ctx.drawImage(small, 0, 0, w, h);
     if (CELL >= 14) {  // thin white lines between cells
       ctx.strokeStyle = "rgba(255,255,255,0.9)";
       ctx.lineWidth = 1;
@@ -580,7 +593,7 @@
   // ---------- overview: every layer × head as a thumbnail ----------------------------------------------
   // the thumbnails are drawn once per sequence and colour scale; a new layer/head only moves
   // the "current" outline
-  var overviewKey = null;
+  var overviewKey = null, overviewTimer = null;
 
   function drawOverview() {
     var box = $("overview");
@@ -593,13 +606,17 @@
     }
     overviewKey = key;
     box.textContent = "";
+    if (overviewTimer) clearTimeout(overviewTimer);
     var cols = [["mean", "mean"]];  // [head choice, column label]
     S.heads.forEach(function (h, i) { cols.push([i, "h" + h]); });
     if (S.rollout) cols.push(["rollout", "rollout"]);
     box.style.gridTemplateColumns = "34px repeat(" + cols.length + ", minmax(24px, 64px))";
     box.appendChild(el("span"));
     cols.forEach(function (c) { box.appendChild(el("span", "lab", c[1])); });
-    S.layers.forEach(function (l, li) {
+    var s = S;
+    function layerRow(li) {
+      if (li >= s.layers.length || s !== S) return;
+      var l = s.layers[li];
       box.appendChild(el("span", "lab", "L" + l));
       cols.forEach(function (c) {
         var m = mapOf(S, li, c[0], state.measure);
@@ -617,7 +634,14 @@
         });
         box.appendChild(cv);
       });
-    });
+      if (li + 1 === s.layers.length) document.body.setAttribute("data-overview", "1");
+      else if (small) layerRow(li + 1);
+      // a large model: one layer per task, so the page opens (and answers clicks) first
+      else overviewTimer = setTimeout(function () { layerRow(li + 1); }, 0);
+    }
+    var small = S.nq * S.nk * S.layers.length * cols.length < 4e6;
+    document.body.removeAttribute("data-overview");
+    layerRow(0);
   }
 
   // ---------- events ----------------------------------------------------------------------------------------

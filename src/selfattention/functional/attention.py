@@ -50,7 +50,8 @@ def attention(
         return_weights: also return W (b, h, i, j), per head, from every backend: math keeps
             them; the others rebuild them exactly from the row statistic below,
             W_ij = exp(S_ij - lse_i) (softmax), S_ij / z_i (sum), relu(S_ij) / c_i (relu),
-            block by block, so the fast path keeps its speed and memory.
+            block by block over the rows asked for, so the fast path keeps its speed and
+            memory (``explain_dispatch(...).weights`` says how they were served).
         weights_rows: only these query rows of W: a slice, ints or a 1-D integer tensor
             (negative counts from the end); W is then (b, h, r, j), memory O(b·h·r·j).
         return_lse: also return lse (b, h, i) = log Σ_j exp(S_ij) over allowed keys, -inf for
@@ -96,7 +97,8 @@ def attention(
     if return_weights:
         weights = result.weights
         if weights is None:
-            weights = _weights.rebuild(call, result.stat, call.weights_rows)
+            stat = result.stat if call.return_stats else None
+            weights = _weights.rebuild(call, stat, call.weights_rows)
         extras.append(weights)
     if return_lse or return_stats:
         stats = from_kernel(call.normalize, result.stat)

@@ -47,8 +47,9 @@ class AttentionCall:
 
     @property
     def need_stat(self) -> bool:
-        """Must the kernel keep the per-row statistic (for the caller, or to rebuild weights)?"""
-        return self.return_stats or self.return_weights
+        """Must the kernel return the per-row statistic? (Weights alone take it from the rows'
+        own block of scores: ``functional.weights``.)"""
+        return self.return_stats
 
     @property
     def q_len(self) -> int:

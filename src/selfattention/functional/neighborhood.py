@@ -11,9 +11,9 @@ Positions are flattened row-major (p = r·W + c), as a ViT flattens patches. The
 ``neighborhood_attention`` makes one ``AttentionCall`` that carries the grid and hands it to the
 same dispatcher as ``attention`` (``backends.choose``): the ``tiles`` backend (only the patches
 around each query tile; never forms the mask) or ``math`` (dense with the mask, the ground
-truth). ``tiles`` rebuilds asked-for weights from its row statistic and refuses user normalize
-callables; ``backend="auto"``
-also passes it over when a k × k neighbourhood covers a quarter of the grid or more.
+truth). ``tiles`` leaves asked-for weights to an exact rebuild (``functional.weights``) and
+refuses user normalize callables; ``backend="auto"`` also passes it over when a k × k
+neighbourhood covers a quarter of the grid or more.
 ``explain_neighborhood_dispatch`` returns the choice and every reason as a ``Dispatch``, as
 ``explain_dispatch`` does for ``attention``.
 """
@@ -114,8 +114,8 @@ def neighborhood_attention(
         q, k, v: (b, h, H·W, d), (b, h, H·W, d), (b, h, H·W, e), patches flattened row-major.
         grid: (H, W). kernel_size: k (≤ H and ≤ W); neighbourhoods shift inward at the borders.
         scale: default 1/√d. normalize: "softmax" | "sum" | "relu".
-        return_weights: also return the (b, h, n, n) weights (math keeps them; tiles rebuilds
-            them exactly from its per-row statistic).
+        return_weights: also return the (b, h, n, n) weights (math keeps them; tiles's are
+            rebuilt exactly, row block by row block).
         backend: "auto" / "tiles" (the kernel that skips work) / "math" (dense with the mask);
             ``explain_neighborhood_dispatch`` says which one auto takes and why.
         tile: query tile side t (default k + 1, at least 4).
@@ -130,5 +130,5 @@ def neighborhood_attention(
         return result.out
     weights = result.weights
     if weights is None:  # tiles keeps only the row statistic: rebuild the rows from it
-        weights = _weights.rebuild(call, result.stat)
+        weights = _weights.rebuild(call, None)
     return result.out, weights

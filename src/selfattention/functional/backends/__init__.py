@@ -69,9 +69,14 @@ def _with_weights(dispatch: Dispatch, call: AttentionCall) -> Dispatch:
     rows = "every row" if call.weights_rows is None else f"{call.weights_rows.numel()} row(s)"
     if dispatch.chosen == "math":
         dispatch.weights = f"materialised by math, {rows}"
-    else:
+    elif call.return_stats:
         dispatch.weights = (
             f"rebuilt exactly from {dispatch.chosen}'s {call.normalize.stat_label}, "
             f"block by block, {rows}"
+        )
+    else:
+        dispatch.weights = (
+            f"rebuilt exactly after {dispatch.chosen}, block by block from each block's "
+            f"{call.normalize.stat_label}, {rows}"
         )
     return dispatch

@@ -29,7 +29,7 @@ FLASH = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", N
 def refuse(call: AttentionCall) -> str | None:
     if not isinstance(call.normalize, Softmax):
         return f"torch's fused kernel only computes softmax, not normalize={call.normalize.name!r}"
-    if call.need_stat and call.dropout_p > 0.0:
+    if (call.need_stat or call.return_weights) and call.dropout_p > 0.0:
         return (
             "weights and row statistics are rebuilt without dropout's random mask "
             "(use backend='math' for weights under dropout)"

@@ -107,7 +107,7 @@ def test_attention_json_holds_the_models_weights(default_run, model):
 
 def test_report_and_pngs_are_written(default_run):
     _, text, out = default_run
-    for name in ("grid_1.png", "grid_2.png", "shift.png"):
+    for name in ("grid_1.png", "grid_2.png", "shift.png", "neuron.png", "value_weighted.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
     html_text = (out / "report.html").read_text(encoding="utf-8")
@@ -115,15 +115,18 @@ def test_report_and_pngs_are_written(default_run):
     assert "data:image/png;base64," in html_text  # the geometric plot, inline
     # Self-contained: no script, stylesheet or image is fetched from anywhere.
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']?(https?:)?//", html_text)
-    assert sorted(p.name for p in out.iterdir()) == [
+    names = [
         "attention.json",
         "grid_1.png",
         "grid_2.png",
-        "report.html",
         "shift.png",
-    ]  # and no temporary file left behind
+        "neuron.png",
+        "value_weighted.png",
+        "flow.png",
+        "report.html",
+    ]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)  # no temporary file left
     written = " ".join(text.split("Written: ")[1].split()).split(", ")  # write_outputs' order
-    names = ["attention.json", "grid_1.png", "grid_2.png", "shift.png", "report.html"]
     assert written == [str(out / name) for name in names]
 
 
@@ -253,7 +256,9 @@ def test_explain_returns_data_and_prints_nothing(model, glove, capsys):
     assert result.special_share[0].shape == (6,)
     assert [name for name, _ in result.similarity][:1] == ["GloVe (static)"]
     # the grid titles carry the sentences, "$5 or $6" drawn as typed
-    title = grid_figures(result)[1]._suptitle
+    stem, fig = grid_figures(result)[1]
+    assert stem == "grid_2"
+    title = fig._suptitle
     assert title._preprocess_math(title.get_text()) == (f"sentence 2: {texts[1]}", False)
 
 
@@ -293,3 +298,51 @@ def test_parameter_free_attention_is_the_reference_ladder():
     np.testing.assert_allclose(w_scaled, expected / expected.sum(1, keepdims=True), atol=1e-12)
     with pytest.raises(ValueError, match="scale must be one of"):
         parameter_free(x, "2")
+
+
+# ---------------------------------------------------------------- the "why" views
+
+
+def test_queries_and_keys_reproduce_the_models_weights(model):
+    """The neuron view's inputs are the model's own: softmax over j of Σ_d scale·q_i[d]·k_j[d]
+    is the weight the encoder returned, and the value norms are ‖v_j W_o^h‖ of its modules."""
+    from selfattention import viz
+    from selfattention.apps.explain import encode_words
+
+    [enc] = encode_words(model, [["the", "bank", "of", "the", "river"]])
+    n_layers, n_heads, n, d = enc.queries.shape
+    assert enc.keys.shape == (n_layers, n_heads, n, d) and enc.value_norms.shape[:2] == (6, 12)
+    for layer in (0, 5):
+        for i in (1, 2):
+            scores = np.stack(
+                [
+                    viz.neuron_products(enc.queries[layer], enc.keys[layer], i, j, scale=enc.scale)
+                    for j in range(n)
+                ]
+            ).sum(-1)  # (j, H)
+            e = np.exp(scores - scores.max(0))
+            np.testing.assert_allclose((e / e.sum(0)).T, enc.weights[layer, :, i], atol=1e-5)
+    assert np.all(enc.value_norms > 0)
+
+
+def test_long_sentence_pages_the_grid_and_filters_apply(model, glove, tmp_path):
+    from selfattention.apps.explain import ExplainConfig, explain, write_outputs
+
+    long = " ".join(["the bank of the river was wide and calm"] * 8) + "."  # 73 tokens
+    config = ExplainConfig(sentences=(long, "the bank."), layers="0,5", heads="0-3")
+    result = explain(config, model=model, glove=glove)
+    written = [p.name for p in write_outputs(result, tmp_path)]
+    assert "grid_1_layer_0.png" in written and "grid_1_layer_5.png" in written
+    assert "grid_1_layer_1.png" not in written and "grid_2.png" in written
+    assert "flow.png" not in written  # 73 tokens > 64: flow refused, rollout still in the report
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    data = json.loads(re.search(r'id="report-data">(.*?)</script>', page, re.S).group(1))
+    seq = data["sequences"][0]
+    assert seq["layers"] == [0, 5] and seq["heads"] == [0, 1, 2, 3]
+    assert seq["neuron"] is not None and seq["vnorm"] is not None and seq["flow"] is None
+    assert "up to 24 tokens" in seq["flowNote"]
+
+
+def test_bad_layers_flag_is_a_one_line_usage_error(tmp_path):
+    rc, _, err = _run("The bank.", "--layers", "0-x", "--out", str(tmp_path / "o"))
+    assert rc == 2 and err.startswith("error: --layers") and err.count("\n") == 1, err

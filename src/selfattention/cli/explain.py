@@ -83,6 +83,6 @@ def run(args: argparse.Namespace) -> int:
 def _flag(message: str) -> str:
     """The config's field names as the options a user typed (word -> --word, top -> --top)."""
     for name in ("word", "top", "scale", "layers", "heads"):
-        if message.startswith(f"{name} "):
+        if message.startswith((f"{name} ", f"{name}=", f"{name}:")):
             return f"--{message}"
     return message.replace("choose the word to follow", "choose the word to follow with --word")

@@ -76,8 +76,6 @@ def write_outputs(result: ExplainResult, out: str | Path) -> list[Path]:
             description="   ".join(f"{k}. {s.text}" for k, s in enumerate(result.sentences, 1)),
             tables=_tables(result),
             figures=figures,
-            layers=cfg.layers,
-            heads=cfg.heads,
         )
     )
     return written
@@ -93,6 +91,9 @@ def _sequences(result: ExplainResult) -> list[dict[str, Any]]:
             "keys": enc.keys,
             "scale": enc.scale,
             "value_norms": enc.value_norms,
+            # the filters apply to the model's maps, not to the one-layer GloVe ones
+            "layers": result.config.layers,
+            "heads": result.config.heads,
         }
         for k, enc in enumerate(result.encoded, 1)
     ]

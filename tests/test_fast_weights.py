@@ -169,6 +169,14 @@ def test_tiles_rebuilds_neighbourhood_weights(normalize):
     out_m, w_m = neighborhood_attention(q, k, v, backend="math", **kw)
     out, w = neighborhood_attention(q, k, v, backend="tiles", **kw)
     assert float((w - w_m).abs().max()) <= 1e-12 and float((out - out_m).abs().max()) <= 1e-12
+    _, w2, st = neighborhood_attention(q, k, v, backend="tiles", return_stats=True, **kw)
+    _, st_m = neighborhood_attention(q, k, v, backend="math", return_stats=True, **kw_no_w(kw))
+    assert float((w2 - w_m).abs().max()) <= 1e-12
+    assert float((st.value - st_m.value).abs().max()) <= 1e-12
+
+
+def kw_no_w(kw):
+    return {key: val for key, val in kw.items() if key != "return_weights"}
 
 
 def test_fully_masked_rows_have_zero_weights_and_finite_gradients():

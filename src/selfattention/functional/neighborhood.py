@@ -29,6 +29,7 @@ from selfattention.functional.backends.tiles import tile_cost
 from selfattention.functional.call import AttentionCall, check_backend, make_call
 from selfattention.functional.masks import Neighborhood, check_grid, neighborhood_start
 from selfattention.functional.masks import neighborhood as neighborhood_mask
+from selfattention.functional.stats import from_kernel
 
 __all__ = [
     "BACKENDS",
@@ -43,7 +44,7 @@ __all__ = [
 BACKENDS = ("tiles", "math")  # the names a neighbourhood call may ask for (auto tries tiles first)
 
 
-def _call(q, k, v, grid, kernel_size, scale, normalize, return_weights, backend, tile):
+def _call(q, k, v, grid, kernel_size, scale, normalize, return_weights, backend, tile, stats=False):
     """Validate everything and build the one request; the backend name is checked here too."""
     height, width = check_grid(grid, kernel_size)
     check_backend(backend, BACKENDS)
@@ -60,6 +61,7 @@ def _call(q, k, v, grid, kernel_size, scale, normalize, return_weights, backend,
         dropout_p=0.0,
         return_weights=return_weights,
         grid=Neighborhood(height, width, kernel_size, tile),
+        return_stats=stats,
     )
 
 
@@ -103,9 +105,10 @@ def neighborhood_attention(
     scale: float | None = None,
     normalize: str = "softmax",
     return_weights: bool = False,
+    return_stats: bool = False,
     backend: str = "auto",
     tile: int | None = None,
-) -> Tensor | tuple[Tensor, Tensor]:
+) -> Tensor | tuple:
     """Each patch of an H × W grid attends to its k × k neighbourhood.
 
         O_p = normalize( scale · q_p K_N(p)ᵀ ) V_N(p),   N(p) = the k × k patches around p
@@ -116,19 +119,26 @@ def neighborhood_attention(
         scale: default 1/√d. normalize: "softmax" | "sum" | "relu".
         return_weights: also return the (b, h, n, n) weights (math keeps them; tiles's are
             rebuilt exactly, row block by row block).
+        return_stats: also return the per-row ``RowStats`` (softmax lse, sum z, relu c), as
+            ``attention`` does; ``merge_attention`` combines results over disjoint key sets.
         backend: "auto" / "tiles" (the kernel that skips work) / "math" (dense with the mask);
             ``explain_neighborhood_dispatch`` says which one auto takes and why.
         tile: query tile side t (default k + 1, at least 4).
 
     Returns:
-        O (b, h, H·W, e), or (O, W) with ``return_weights=True``.
+        O (b, h, H·W, e), or the tuple (O, W, RowStats) without those not asked for.
     """
-    call = _call(q, k, v, grid, kernel_size, scale, normalize, return_weights, backend, tile)
+    call = _call(
+        q, k, v, grid, kernel_size, scale, normalize, return_weights, backend, tile, return_stats
+    )
     chosen = _choose(call, backend).chosen
     result = _backends.REGISTRY[chosen].forward(call)
-    if not return_weights:
-        return result.out
-    weights = result.weights
-    if weights is None:  # tiles keeps only the row statistic: rebuild the rows from it
-        weights = _weights.rebuild(call, None)
-    return result.out, weights
+    extras: list = []
+    if return_weights:
+        weights = result.weights
+        if weights is None:  # tiles keeps no weights: rebuild them, row block by row block
+            weights = _weights.rebuild(call, result.stat)
+        extras.append(weights)
+    if return_stats:
+        extras.append(from_kernel(call.normalize, result.stat))
+    return (result.out, *extras) if extras else result.out

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 __all__ = ["attention", "explain_dispatch", "functional", "masks", "nn", "reference"]
 
 # Upper layers pull in optional dependencies: imported on first use (``sa.viz``), not here.
-_LAZY = ("apps", "integrations", "pretrained", "viz")
+_LAZY = ("apps", "distributed", "integrations", "pretrained", "viz")
 
 
 def __getattr__(name: str):

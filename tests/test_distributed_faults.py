@@ -155,3 +155,21 @@ def test_a_failing_rank_ends_the_others_with_an_error(how):
     assert status == "error", message  # rank 0 did not hang and did not "finish"
     if how == "raise":
         assert results[1][0] == "error" and "on purpose" in results[1][1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_low_precision_merges_in_float32(dtype, monkeypatch):
+    """Zigzag in one process merges two segments: the merge and backward run in float32."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    q, k, v = (t.to(dtype).requires_grad_() for t in _qkv(64))
+    out = sd.ring_attention(q, k, v, causal=True, layout="zigzag")
+    q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
+    ref = sa.attention(q64, k64, v64, causal=True)
+    assert out.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    perm = sd.shard(torch.arange(64)[:, None], layout="zigzag")[:, 0]
+    assert torch.allclose(out.double(), ref[:, :, perm], atol=tol)
+    out.sum().backward()
+    ref[:, :, perm].sum().backward()
+    for a, b in ((q, q64), (k, k64), (v, v64)):
+        assert torch.allclose(a.grad.double(), b.grad, atol=5 * tol)

@@ -50,17 +50,23 @@ def _pass_on(opts: Options, buf: Tensor, src_next: int, tag: int):
     return recv, exchange(ring, [(nxt, buf)], [(prev, recv)], tag)
 
 
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Half precisions travel as they are but are computed and merged in float32."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 def ring_forward(opts: Options, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, RowStats]:
-    """out (b, h, n_r, e) and the merged row statistic (b, h, n_r)."""
-    ring, d = opts.ring, k.shape[-1]
+    """out (b, h, n_r, e) in the compute dtype and the merged row statistic (b, h, n_r)."""
+    ring, d, cd = opts.ring, k.shape[-1], _compute_dtype(q.dtype)
+    q = q.to(cd)
     buf = torch.cat([k, v], -1).contiguous()  # (b, h, n_r, d + e)
-    merged: dict[int, tuple[Tensor, Tensor]] = {}  # query segment row offset -> (out, stat)
+    merged: dict[int, tuple[Tensor, RowStats]] = {}  # query segment row offset -> (out, stats)
     for step in range(ring.size):
         src = (ring.rank - step) % ring.size
         pending = None
         if step < ring.size - 1:  # the next block travels while this one is computed
             recv, pending = _pass_on(opts, buf, (src - 1) % ring.size, KV_TAG)
-        kb, vb = buf[..., :d], buf[..., d:]
+        kb, vb = buf[..., :d].to(cd), buf[..., d:].to(cd)
         for p in pieces_for(opts, _keys_of(opts, src)):
             part = blocks.piece_forward(opts, p, q, kb, vb)
             merged[p.r0] = part if p.r0 not in merged else blocks.merge(merged[p.r0], part)
@@ -74,19 +80,20 @@ def ring_forward(opts: Options, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor
 
 
 def ring_backward(opts, q, k, v, out, stat, dout) -> tuple[Tensor, Tensor, Tensor]:
-    ring, d = opts.ring, k.shape[-1]
+    ring, d, cd = opts.ring, k.shape[-1], out.dtype
+    q, dout = q.to(cd), dout.to(cd)
     gstat = blocks.grad_stat(opts, RowStats(opts.normalize, stat))  # (b, h, n_r, 1)
     delta = (dout * out).sum(-1, keepdim=True)
     dq = torch.zeros_like(q)
     buf = torch.cat([k, v], -1).contiguous()
-    grad = torch.zeros_like(buf)  # dK | dV of the block that is here
+    grad = torch.zeros_like(buf, dtype=cd)  # dK | dV of the block that is here
     for step in range(ring.size):
         src = (ring.rank - step) % ring.size
         last = step == ring.size - 1
         pending = None
         if not last:
             recv, pending = _pass_on(opts, buf, (src - 1) % ring.size, KV_TAG)
-        kb, vb = buf[..., :d], buf[..., d:]
+        kb, vb = buf[..., :d].to(cd), buf[..., d:].to(cd)
         dkb, dvb = grad[..., :d], grad[..., d:]
         for p in pieces_for(opts, _keys_of(opts, src)):
             blocks.piece_backward(opts, p, q, kb, vb, gstat, delta, dout, dq, dkb, dvb)
@@ -110,10 +117,10 @@ class RingAttention(torch.autograd.Function):
         out, stat = ring_forward(opts, q, k, v)
         ctx.opts = opts
         ctx.save_for_backward(q, k, v, out, stat.value)
-        return out
+        return out.to(v.dtype)
 
     @staticmethod
     def backward(ctx, dout: Tensor):
         q, k, v, out, stat = ctx.saved_tensors
         dq, dk, dv = ring_backward(ctx.opts, q, k, v, out, stat, dout.contiguous())
-        return None, dq, dk, dv
+        return None, dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)

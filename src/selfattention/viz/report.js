@@ -210,6 +210,7 @@
   var TOPS = null;       // per-row colour-scale tops
   var CELL = 16;
   var DPR = Math.max(1, Math.min(3, window.devicePixelRatio || 1));
+  var OVERLAY = DPR;     // the overlay canvas's scale (lower for very large maps)
   var small = document.createElement("canvas");
 
   function headLabel(s, head) {
@@ -339,9 +340,12 @@
 
     var w = S.nk * CELL, h = S.nq * CELL;
     var canvas = $("heatmap"), overlay = $("overlay");
+    // the overlay's backing store is capped (outlines only): a 512-token map is ~6000 px wide
+    OVERLAY = Math.min(DPR, 2048 / Math.max(w, h));
     [canvas, overlay].forEach(function (c) {
-      c.width = Math.round(w * DPR);
-      c.height = Math.round(h * DPR);
+      var k = c === overlay ? OVERLAY : DPR;
+      c.width = Math.round(w * k);
+      c.height = Math.round(h * k);
       c.style.width = w + "px";
       c.style.height = h + "px";
     });
@@ -415,7 +419,7 @@
 
   function drawOverlay() {
     var c = $("overlay"), ctx = c.getContext("2d");
-    ctx.setTransform(DPR, 0, 0, DPR, 0, 0);
+    ctx.setTransform(OVERLAY, 0, 0, OVERLAY, 0, 0);
     ctx.clearRect(0, 0, c.width, c.height);
     var w = S.nk * CELL;
     ctx.strokeStyle = "#f59e0b";

@@ -7,9 +7,10 @@ import torch.distributed as dist
 from torch import Tensor
 
 from selfattention.distributed import blocks
+from selfattention.distributed.checks import make_options
 from selfattention.distributed.group import resolve
 from selfattention.distributed.halo import HaloExchange, halo_pieces
-from selfattention.distributed.plan import BiasFn, make_options
+from selfattention.distributed.plan import BiasFn
 from selfattention.distributed.ring import RingAttention
 
 __all__ = ["ring_attention"]

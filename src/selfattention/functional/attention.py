@@ -60,7 +60,8 @@ def attention(
         return_stats: also return a ``RowStats`` with the per-row statistic of any built-in
             normalisation: softmax lse, sum z_i = Σ_j S_ij (0 without keys), relu c_i = the
             number of allowed keys. ``merge_attention`` combines results over disjoint key sets
-            with it, exactly.
+            with it, exactly. Such a result may cover part of a row's keys, so with sum a row
+            then needs z_i != 0 only (the whole row still needs z_i > 0).
         backend: "auto" or a registered name (see ``selfattention.functional.backends.REGISTRY``).
 
     Returns:

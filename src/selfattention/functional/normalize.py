@@ -178,6 +178,11 @@ class Normalization:
         """
         raise NotImplementedError  # pragma: no cover
 
+    def partial(self) -> Normalization:
+        """The variant for a result over part of the keys (``return_stats``): the same object,
+        except sum, whose partial row sums need only be non-zero."""
+        return self
+
     def public_stat(self, stat: Tensor) -> Tensor:
         """Kernel statistic -> the public one (``RowStats``): the same, but softmax's -inf."""
         return stat
@@ -319,13 +324,22 @@ class Sum(Normalization):
     """w_ij = s_ij / z_i, z_i = Σ_j' s_ij'; online: z and Σ s v; stat z.
 
     Backward: p = s / z, ds = (dO Vᵀ - δ) / z on allowed entries.
+    A whole row must have z > 0; a partial one (``strict=False``, from ``partial()``: results
+    over part of the keys, merged later) only z != 0, since its z is one term of the row's sum.
     """
 
     needs_rows = True
     stat_label = "row sum"
 
+    def __init__(self, name: str, strict: bool = True) -> None:
+        super().__init__(name)
+        self.strict = strict
+
+    def partial(self) -> Normalization:
+        return self if not self.strict else SUM_PARTIAL
+
     def dense(self, scores: Tensor, allowed: Tensor | None) -> Tensor:
-        return sum_(scores, allowed)
+        return sum_(scores, allowed, strict=self.strict)
 
     def fold(self, state, s, allowed, v, count=None) -> None:
         self.mask_fill(s, allowed)
@@ -333,7 +347,7 @@ class Sum(Normalization):
 
     def finish(self, state, out, stat, rows=None) -> None:
         has_key = state.count > 0
-        _check_sum(self.name, state.l, has_key if rows is None else has_key & rows)
+        _check_sum(self.name, state.l, has_key if rows is None else has_key & rows, self.strict)
         torch.div(state.acc, torch.where(has_key, state.l, torch.ones_like(state.l)), out=out)
         torch.where(has_key, state.l, torch.zeros_like(state.l), out=stat)
 
@@ -429,9 +443,14 @@ def _nonzero(stat: Tensor) -> Tensor:
     return torch.where(stat == 0, torch.ones_like(stat), stat)
 
 
-def _check_sum(name: str, total: Tensor, has_key: Tensor) -> None:
-    """Rows with keys must sum to > 0 (dot products can be negative)."""
-    bad = has_key & (total <= 0)
+def _check_sum(name: str, total: Tensor, has_key: Tensor, strict: bool = True) -> None:
+    """Rows with keys must sum to > 0 (dot products can be negative); partial rows to != 0."""
+    bad = has_key & ((total <= 0) if strict else (total == 0))
+    if bool(bad.any()) and not strict:
+        raise ValueError(
+            f'normalize="{name}" with return_stats needs every row of scores to have a '
+            f"non-zero sum over its keys, but {int(bad.sum())} row(s) sum to exactly 0"
+        )
     if bool(bad.any()):
         raise ValueError(
             f'normalize="{name}" needs every row of scores to sum to > 0, but {int(bad.sum())} '
@@ -453,8 +472,9 @@ def softmax(scores: Tensor, allowed: Tensor | None) -> Tensor:
     return torch.softmax(s, dim=-1).masked_fill(~allowed, 0.0)
 
 
-def sum_(scores: Tensor, allowed: Tensor | None) -> Tensor:
-    """Divide each row by its sum; a row whose allowed scores sum to <= 0 raises ValueError."""
+def sum_(scores: Tensor, allowed: Tensor | None, strict: bool = True) -> Tensor:
+    """Divide each row by its sum; a row whose allowed scores sum to <= 0 raises ValueError
+    (``strict=False``: only a sum of exactly 0 does)."""
     s = scores.to(_compute_dtype(scores))
     if allowed is not None:
         s = s.masked_fill(~allowed, 0.0)
@@ -462,7 +482,7 @@ def sum_(scores: Tensor, allowed: Tensor | None) -> Tensor:
     else:
         has_key = torch.ones((), dtype=torch.bool, device=s.device)
     total = s.sum(dim=-1, keepdim=True)
-    _check_sum(SUM.name, total, has_key)
+    _check_sum(SUM.name, total, has_key, strict)
     return s / torch.where(has_key, total, torch.ones_like(total))
 
 
@@ -478,6 +498,7 @@ def relu(scores: Tensor, allowed: Tensor | None) -> Tensor:
 
 # The name table: the only place a normalisation is named.
 SOFTMAX, SUM, RELU = Softmax("softmax"), Sum("sum"), ReLU("relu")
+SUM_PARTIAL = Sum("sum", strict=False)  # ``SUM.partial()``: not in the name table
 NORMALIZATIONS: dict[str, Normalization] = {n.name: n for n in (SOFTMAX, SUM, RELU)}
 
 

@@ -177,6 +177,11 @@ class Local:
     rank, size, main = 0, 1, True
     device: torch.device | None = None
 
+    @property
+    def batch_device(self) -> torch.device | None:
+        """Where batches must go before the model sees them (None: leave them where they are)."""
+        return self.device if self.device is not None and self.device.type != "cpu" else None
+
     def wrap(self, model: nn.Module) -> nn.Module:
         return model
 

@@ -27,6 +27,20 @@ import torch
 from torch import nn
 
 from selfattention.apps.training import ddp
+from selfattention.apps.training.batches import (
+    Batch,
+    Batches,
+    LossFn,
+    MetricFn,
+    call,
+    count,
+    device_of,
+    epoch_batches,
+    evaluate,
+    progress_bar,
+    score,
+    to_device,
+)
 from selfattention.apps.training.checkpoint import (
     CheckpointError,
     CheckpointMismatch,
@@ -40,12 +54,6 @@ from selfattention.apps.training.checkpoint import (
 from selfattention.apps.training.config import FitConfig, History
 
 __all__ = ["Batches", "evaluate", "fit", "set_seed"]
-
-Batch = tuple[Any, Any]
-# A re-iterable of batches, or ``f(epoch) -> batches`` (to reshuffle each epoch).
-Batches = Iterable[Batch] | Callable[[int], Iterable[Batch]]
-LossFn = Callable[[Any, Any], torch.Tensor]
-MetricFn = Callable[[Any, Any], tuple[int, int]]
 
 
 def set_seed(seed: int) -> None:
@@ -98,7 +106,7 @@ def fit(
     """
     meta = dict(meta or {})
     group = ddp.current()
-    home = _device_of(model)
+    home = device_of(model)
     if group.device is not None and group.device != home:
         model.to(group.device)  # NCCL: this rank's GPU (the Parameter objects stay the same)
     optimizer = _optimizer(model, config, param_groups)
@@ -124,7 +132,7 @@ def fit(
                 break
             # The dev set is shared out and scored on the bare model, the sums reduced over the
             # ranks: every rank gets the same numbers and the same best epoch.
-            dev = _score(model, group.share(dev_batches, pad=False), loss_fn, metric_fn, group)
+            dev = score(model, group.share(dev_batches, pad=False), loss_fn, metric_fn, group)
             row.update(dev_loss=dev["loss"], dev_accuracy=dev["accuracy"], elapsed=clock.elapsed())
             improved = run.record(row)
             if improved and group.main:
@@ -151,36 +159,6 @@ def fit(
     return History(
         tuple(run.history), run.best_epoch, run.best_dev_accuracy, stopped, clock.elapsed()
     )
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module, batches: Iterable[Batch], *, loss_fn: LossFn, metric_fn: MetricFn
-) -> dict[str, float]:
-    """Mean loss (weighted by the metric's ``total``) and accuracy of ``model`` over ``batches``."""
-    return _score(model, batches, loss_fn, metric_fn, ddp.Local())
-
-
-@torch.no_grad()
-def _score(
-    model: nn.Module, batches: Iterable[Batch], loss_fn: LossFn, metric_fn: MetricFn, group: Any
-) -> dict[str, float]:
-    """:func:`evaluate` on this rank's batches, the sums added up over the ranks."""
-    was_training = model.training
-    model.eval()
-    loss_sum, correct, total = 0.0, 0, 0
-    device = group.device if group.device is not None and group.device.type != "cpu" else None
-    for inputs, targets in batches:
-        inputs, targets = _to(inputs, device), _to(targets, device)
-        out = _call(model, inputs)
-        c, t = metric_fn(out, targets)
-        loss_sum += float(loss_fn(out, targets)) * int(t)
-        correct, total = correct + int(c), total + int(t)
-    model.train(was_training)
-    loss_sum, correct, total = group.sum([loss_sum, correct, total])
-    if total == 0:
-        raise ValueError("evaluate: the batches held no examples")
-    return {"loss": loss_sum / total, "accuracy": correct / total}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,10 +210,10 @@ class _Clock:
 class _Schedule:
     """Learning-rate factor per step: linear warm-up, then constant or linear decay to 0."""
 
-    def __init__(self, config: FitConfig, batches: Batches, epoch: int, group: Any) -> None:
+    def __init__(self, config: FitConfig, batches: Batches, epoch: int, group: ddp.Local) -> None:
         self.warmup = config.warmup_steps
         # steps per epoch: this rank's share of the batches
-        self.total = group.steps(_count(batches, epoch)) * config.epochs if config.decay else None
+        self.total = group.steps(count(batches, epoch)) * config.epochs if config.decay else None
 
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> None:
         if self.warmup and step < self.warmup:
@@ -266,7 +244,7 @@ def _train_epoch(
     config: FitConfig,
     schedule: _Schedule,
     clock: _Clock,
-    group: Any,
+    group: ddp.Local,
     loss_fn: LossFn,
     metric_fn: MetricFn,
 ) -> tuple[dict[str, float] | None, bool]:
@@ -277,17 +255,19 @@ def _train_epoch(
     loss_sum, correct, total, cut = 0.0, 0, 0, False
     epoch = run.epoch + 1
     progress = config.progress and group.main
-    mine = group.share(_epoch_batches(batches, run.epoch), pad=True)
-    device = group.device if group.device is not None and group.device.type != "cpu" else None
-    bar = _bar(mine, progress, f"epoch {epoch}/{config.epochs}")
+    mine = group.share(epoch_batches(batches, run.epoch), pad=True)
+    bar = progress_bar(mine, progress, f"epoch {epoch}/{config.epochs}")
     for inputs, targets in bar:
         # rank 0's clock decides for all (no collective when there is no limit)
         if clock.limit is not None and group.decide(clock.expired()):
             cut = True  # finish this epoch early: it is scored and saved like any other
             break
-        inputs, targets = _to(inputs, device), _to(targets, device)
+        inputs, targets = (
+            to_device(inputs, group.batch_device),
+            to_device(targets, group.batch_device),
+        )
         schedule.apply(optimizer, run.step)
-        out = _call(model, inputs)
+        out = call(model, inputs)
         loss = loss_fn(out, targets)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"fit: loss became {loss.item()} at epoch {epoch}")
@@ -358,48 +338,3 @@ def _where_to_resume(config: FitConfig) -> str:
     except CheckpointError:
         return "no checkpoint was written yet (interrupted in the first epoch)"
     return f"last checkpoint: {config.last} (epoch {epoch}; best weights in {config.checkpoint})"
-
-
-def _call(model: nn.Module, inputs: Any) -> Any:
-    if isinstance(inputs, tuple):
-        return model(*inputs)
-    if isinstance(inputs, Mapping):
-        return model(**inputs)
-    return model(inputs)
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters(), torch.empty(0)).device
-
-
-def _to(x: Any, device: torch.device | None) -> Any:
-    """``x`` (a tensor, or tuples/lists/dicts of them) on ``device`` (None: as it is)."""
-    if device is None:
-        return x
-    if isinstance(x, torch.Tensor):
-        return x.to(device, non_blocking=True)
-    if isinstance(x, Mapping):
-        return {k: _to(v, device) for k, v in x.items()}
-    if isinstance(x, tuple | list):
-        return type(x)(_to(v, device) for v in x)
-    return x
-
-
-def _epoch_batches(batches: Batches, epoch: int) -> Iterable[Batch]:
-    return batches(epoch) if callable(batches) else batches
-
-
-def _count(batches: Batches, epoch: int) -> int:
-    it = _epoch_batches(batches, epoch)
-    try:
-        return len(it)  # type: ignore[arg-type]
-    except TypeError:
-        return sum(1 for _ in it)
-
-
-def _bar(it: Iterable, progress: bool, desc: str) -> Any:
-    if not progress:
-        return it
-    from tqdm.auto import tqdm
-
-    return tqdm(it, desc=desc, leave=False, dynamic_ncols=True)

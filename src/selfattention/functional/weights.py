@@ -29,6 +29,9 @@ from selfattention.functional.call import AttentionCall
 __all__ = ["allowed_rows", "rebuild"]
 
 ROW_BLOCK_BYTES = 32 * 2**20
+# Below this many scores in all, the rebuild runs on one thread: its ops are then tiny, and
+# waking torch's other threads for each of them costs more than the op when cores are shared.
+SMALL_SCORES = 2**22
 
 
 def allowed_rows(
@@ -106,13 +109,26 @@ def rebuild(call: AttentionCall, stat: Tensor | None, rows: Tensor | None = None
         rows = torch.arange(call.q_len, device=call.q.device)
     dtype = torch.float32 if call.q.dtype in (torch.float16, torch.bfloat16) else call.q.dtype
     q, k = call.q.to(dtype), call.k.to(dtype)
-    b, h, nk = q.shape[0], q.shape[1], call.k_len
+    b, h = q.shape[:2]
     grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (q, k, call.bias, stat)
     )
+    plan = groups(call, rows)
+    small = sum(b * h * r.numel() * (j1 - j0) for _, r, j0, j1 in plan) <= SMALL_SCORES
+    threads = torch.get_num_threads()
+    if small:
+        torch.set_num_threads(1)
+    try:
+        return _rebuild(call, plan, stat, rows, q, k, dtype, grad)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _rebuild(call, plan, stat, rows, q, k, dtype, grad) -> Tensor:
+    b, h, nk = q.shape[0], q.shape[1], call.k_len
     out = torch.zeros(b, h, rows.numel(), nk, dtype=call.v.dtype, device=q.device)
     parts, where = [], []
-    for pos, r, j0, j1 in groups(call, rows):
+    for pos, r, j0, j1 in plan:
         if j1 <= j0:  # the band of these rows holds no key: their weights stay 0
             continue
         s = torch.matmul(q[:, :, r], k[:, :, j0:j1].transpose(-1, -2)) * call.scale

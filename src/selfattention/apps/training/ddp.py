@@ -252,6 +252,11 @@ class Distributed(Local):
 
     def decide(self, value: T) -> T:
         """Rank 0's ``value`` (any picklable object), on every rank."""
+        if isinstance(value, bool):  # asked at every step: one small broadcast, no pickling
+            t = torch.tensor([int(value)], dtype=torch.int32)
+            t = t.to(self.device) if self.device.type == "cuda" else t
+            self._guard(lambda: dist.broadcast(t, src=0), "sharing rank 0's decision")
+            return bool(t.item())  # type: ignore[return-value]
         box = [value]
         self._guard(lambda: dist.broadcast_object_list(box, src=0), "sharing rank 0's decision")
         return box[0]

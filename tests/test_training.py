@@ -338,3 +338,19 @@ def test_resume_with_other_options_names_them(tmp_path):
         _fit(wider, tmp_path, 2, meta={"width": 16, "layers": 1}, resume=True)
     with pytest.raises(T.CheckpointError, match="holds no checkpoint of an earlier run"):
         _fit(_model(), tmp_path / "fresh", 2, resume=True)
+
+
+@pytest.mark.slow
+def test_train_images_prints_a_line_per_epoch(tmp_path, capsys):
+    """The images adapter passes the same epoch printer as pos and polarity (and none with
+    --no-progress)."""
+    from selfattention.cli import main
+
+    argv = ["train", "images", "--dataset", "digits", "--limit", "100", "--dim", "16",
+            "--depth", "1", "--heads", "2", "--epochs", "2", "--no-baseline"]  # fmt: skip
+    assert main([*argv, "-c", str(tmp_path / "a")]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split(":")[0] for ln in lines] == ["epoch 1", "epoch 2"]
+    assert "train loss" in lines[0] and "| dev loss" in lines[0]
+    assert main([*argv, "-c", str(tmp_path / "b"), "--no-progress"]) == 0
+    assert "epoch 1:" not in capsys.readouterr().out

@@ -207,3 +207,13 @@ def test_report_carries_the_view_data(rng):
         viz.render_html([{"name": "s", "weights": w, "queries": q}])
     with pytest.raises(ValueError, match="value_norms"):
         viz.render_html([{"name": "s", "weights": w, "value_norms": norms[:, :2]}])
+
+
+def test_signed_weights_fall_back_to_16_bits_and_say_so(rng):
+    """Weights of the "sum" normalisation can be negative: 8-bit rows scaled by their maximum
+    cannot hold them, so they are stored in 16 bits, and the page says which."""
+    w = rng.normal(size=(1, 2, 30, 30)) / 30
+    seq = _data(viz.render_html([{"name": "s", "weights": w}], precision="uint8"))["sequences"][0]
+    assert seq["w"]["dtype"] == "u2" and "16-bit" in seq["precision"]
+    got = _compact.decode(seq["w"]).reshape(w.shape)
+    assert np.all(np.abs(got - w) <= _compact.tolerance(w, "uint16"))

@@ -7,6 +7,7 @@ Encodings (one JSON object per array; ``data`` is base64, numbers little-endian)
   |error| ≤ (hi - lo) / 131070 (7.6e-6 for weights in [0, 1]).
 - ``{"dtype": "u1", "levels", "rows", "z": 1, "data"}``: per row r (the last axis), q = round(x /
   max_r · levels) in uint8, ``rows`` = the row maxima (float32); |error| ≤ max_r / (2 levels).
+  For weights >= 0 only (softmax, ReLU); an array with negative values is stored as "u2".
   An attention row of 512 keys is mostly near 0, so after deflate (``"z": 1``, zlib format, what
   the browser's ``DecompressionStream("deflate")`` reads) a 512-token, 72-head model fits in
   about 7 MB with 255 levels.
@@ -46,9 +47,9 @@ def encode(a: np.ndarray, precision: str) -> dict[str, Any]:
         return {"dtype": "u2", "lo": lo, "hi": hi, "data": _b64(q, "uint16")}
     if precision not in _LEVELS:
         raise ValueError(f"precision must be one of {PRECISIONS[1:]}, got {precision!r}")
+    if a.size and a.min() < 0:  # rows scaled by their maximum need weights >= 0
+        return encode(a, "uint16")
     levels = _LEVELS[precision]
-    if a.size and a.min() < 0:
-        raise ValueError(f"{precision} stores values >= 0 only; got a minimum of {a.min():.3g}")
     top = a.max(axis=-1, keepdims=True) if a.size else np.zeros((*a.shape[:-1], 1))
     q = np.round(np.divide(a, top, out=np.zeros_like(a), where=top > 0) * levels)
     raw = np.ascontiguousarray(q, dtype=np.uint8).tobytes()
@@ -87,14 +88,14 @@ def tolerance(a: np.ndarray, precision: str) -> np.ndarray | float:
     return a.max(axis=-1, keepdims=True) / (2 * _LEVELS[precision]) + f32
 
 
-def describe(precision: str) -> str:
-    """One line for the page: what precision the weights are shown in."""
-    if precision == "float32":
+def describe(v: dict[str, Any]) -> str:
+    """One line for the page: what precision the weights of an ``encode`` dict are shown in."""
+    if v["dtype"] == "f4":
         return "weights shown exactly (float32)"
-    if precision == "uint16":
+    if v["dtype"] == "u2":
         return "weights stored as 16-bit steps: within 1/131070 of the map's range"
-    levels = _LEVELS[precision]
+    bits = {255: 8, 127: 7}[v["levels"]]
     return (
-        f"weights stored in {precision[4:]} bits per row: each within 1/{2 * levels} of its "
+        f"weights stored in {bits} bits per row: each within 1/{2 * v['levels']} of its "
         "row's largest weight"
     )

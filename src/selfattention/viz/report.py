@@ -3,8 +3,9 @@
 Everything is inline: the page's CSS and JavaScript (``report.css``, ``report.js``, packaged next
 to this file), the weights (float32, or for long inputs 8/7-bit rows deflated, see ``_compact``;
 base64, inside a ``<script type="application/json">`` block), the views' inputs (queries and keys
-for the neuron view, value norms, attention flow) and figures (PNG data: URIs). A Content-Security-Policy allows no network access at all and only
-the page's own script (by its SHA-256), so the file works offline and user strings can't run code.
+for the neuron view, value norms, attention flow) and figures (PNG data: URIs). A
+Content-Security-Policy allows no network access at all and only the page's own script (by its
+SHA-256), so the file works offline and user strings can't run code.
 
 User strings (names, tokens, captions) reach the page in two ways only: escaped by
 ``html.escape`` in the Python-built parts (tables, captions, title), or as JSON with ``<``, ``>``,
@@ -105,7 +106,6 @@ def _sequence_data(r: AttentionRecord, layers: Any, heads: Any, precision: str) 
         "nk": n_j,
         "x": r.tokens,
         "y": r.query_tokens,
-        "precision": _compact.describe(precision),
         "w": _values(w, precision),
         # the mean over *all* heads, even when only some heads are shown; with every head shown
         # the page averages the heads itself (one map fewer to store)
@@ -127,6 +127,7 @@ def _sequence_data(r: AttentionRecord, layers: Any, heads: Any, precision: str) 
         "patches": None,
         "image": None,
     }
+    entry["precision"] = _compact.describe(entry["w"])
     if r.queries is not None and max(n_i, n_j) <= NEURON_TOKENS:
         d = r.queries.shape[-1]
         scale = 1 / np.sqrt(d) if r.scale is None else r.scale

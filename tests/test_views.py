@@ -212,8 +212,11 @@ def test_report_carries_the_view_data(rng):
 def test_signed_weights_fall_back_to_16_bits_and_say_so(rng):
     """Weights of the "sum" normalisation can be negative: 8-bit rows scaled by their maximum
     cannot hold them, so they are stored in 16 bits, and the page says which."""
-    w = rng.normal(size=(1, 2, 30, 30)) / 30
+    w = rng.normal(size=(1, 2, 20, 20)) / 20  # short enough that flow would be computed
     seq = _data(viz.render_html([{"name": "s", "weights": w}], precision="uint8"))["sequences"][0]
     assert seq["w"]["dtype"] == "u2" and "16-bit" in seq["precision"]
+    assert seq["flow"] is None  # capacities must be >= 0: no flow view, and no crash
+    with pytest.raises(ValueError, match="flow needs weights >= 0"):
+        viz.attention_flow(w)
     got = _compact.decode(seq["w"]).reshape(w.shape)
     assert np.all(np.abs(got - w) <= _compact.tolerance(w, "uint16"))

@@ -118,6 +118,11 @@ def attention_flow(
             f"attention flow is limited to {max_tokens} tokens (one max-flow per token pair); "
             f"this input has {n}: use rollout, or pass fewer tokens"
         )
+    if w.min() < 0:
+        raise ValueError(
+            f"attention flow needs weights >= 0 (they are capacities); got a minimum of "
+            f"{w.min():.3g}"
+        )
     single = isinstance(outputs, int | np.integer)
     outs = list(range(n)) if outputs is None else [int(outputs)] if single else list(outputs)
     for o in outs:

@@ -96,7 +96,7 @@ def _sequence_data(r: AttentionRecord, layers: Any, heads: Any, precision: str) 
     w = r.weights[np.ix_(layer_ids, head_ids)]
     square = n_i == n_j
     flow = r.flow
-    if flow is None and square and n_j <= FLOW_TOKENS:
+    if flow is None and square and n_j <= FLOW_TOKENS and r.weights.min() >= 0:
         flow = attention_flow(r.weights)
     entry: dict[str, Any] = {
         "name": r.name,

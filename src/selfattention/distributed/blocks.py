@@ -34,12 +34,16 @@ def piece_forward(opts: Options, p: Piece, q: Tensor, k: Tensor, v: Tensor, with
     explicit = window is None and not p.full  # else a band mask
     allowed = opts.piece_mask(p, p.r0, p.r1, p.c0, p.c1, band=explicit)
     bias = opts.piece_bias(p, p.r0, p.r1, p.c0, p.c1, q.dtype)
+    causal = window == (None, 0) and p.r1 - p.r0 == p.c1 - p.c0
+    if causal:  # the same band, said so that the fused kernels (sdpa) take it
+        window = None
     return attention(
         qt,
         kt,
         vt,
         mask=allowed,
         bias=bias,
+        causal=causal,
         window=window,
         scale=opts.scale,
         normalize=opts.normalize,

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor
 
 from selfattention.functional import backends as _backends
+from selfattention.functional import grouped as _grouped
+from selfattention.functional import packed as _packed
 from selfattention.functional import weights as _weights
-from selfattention.functional.call import check_backend, make_call
+from selfattention.functional.backends.base import Result
+from selfattention.functional.call import AttentionCall, check_backend, make_call
 from selfattention.functional.normalize import Normalize, Softmax
 from selfattention.functional.stats import RowStats, from_kernel
 
@@ -32,13 +37,17 @@ def attention(
     return_lse: bool = False,
     return_stats: bool = False,
     backend: str = "auto",
+    cu_seqlens: Sequence[int] | Tensor | None = None,
+    cu_seqlens_k: Sequence[int] | Tensor | None = None,
 ) -> Tensor | tuple[Tensor, ...]:
     """Scaled dot-product attention with masks, windows and pluggable normalisation.
 
         S = scale · Q Kᵀ + bias,   W = normalize(S over allowed keys),   O = W V
 
     Args:
-        q: queries (b, h, i, d). k: keys (b, h, j, d). v: values (b, h, j, e); j may differ from i.
+        q: queries (b, h, i, d). k: keys (b, h_kv, j, d). v: values (b, h_kv, j, e); j may
+            differ from i. Grouped-query attention: h_kv may divide h, query head i then reads
+            key/value head i // (h / h_kv) (SDPA's ``enable_gqa``), without copying k or v.
         mask: bool, broadcastable to (b, h, i, j); True = may attend (SDPA's polarity).
         bias: float, broadcastable to (b, h, i, j), added to the scores (ALiBi, relative bias);
             -inf entries count as masked.
@@ -63,9 +72,15 @@ def attention(
             with it, exactly. Such a result may cover part of a row's keys, so with sum a row
             then needs z_i != 0 only (the whole row still needs z_i > 0).
         backend: "auto" or a registered name (see ``selfattention.functional.backends.REGISTRY``).
+        cu_seqlens: packed sequences (``functional.packed``): (0, c_1, ..., T) boundaries of
+            sequences laid end to end along i; each attends only to its own keys, with
+            causal/window/mask/bias inside it (positions restart at 0); no score is computed
+            across sequences. ``packed.cu_seqlens(lengths)`` builds it.
+        cu_seqlens_k: the keys' boundaries along j (default: ``cu_seqlens``).
 
     Returns:
-        O (b, h, i, e); with extras, the tuple (O, W, lse) / (O, W, RowStats) in this order,
+        O (b, h, i, e) (W and lse per query head); with extras, the tuple (O, W, lse) /
+        (O, W, RowStats) in this order,
         leaving out those not asked for (e.g. (O, lse)). A query with no allowed key gets a zero
         row in O and W, never NaN.
     """
@@ -92,19 +107,43 @@ def attention(
             "use return_stats=True for the statistic of sum and relu"
         )
     check_backend(backend)
-    chosen = _backends.choose(call, backend).chosen
-    result = _backends.REGISTRY[chosen].forward(call)
+    if cu_seqlens_k is not None and cu_seqlens is None:
+        raise ValueError("cu_seqlens_k needs cu_seqlens (the queries' boundaries) as well")
+
+    def serve_one(c: AttentionCall) -> Result:
+        return _grouped.serve(c, lambda sub: _serve(sub, backend))
+
+    if cu_seqlens is None:
+        result = serve_one(call)
+    else:
+        q_segs = _packed.check_cu_seqlens(cu_seqlens, call.q_len)
+        k_arg, k_name = (
+            (cu_seqlens, "cu_seqlens") if cu_seqlens_k is None else (cu_seqlens_k, "cu_seqlens_k")
+        )
+        k_segs = _packed.check_cu_seqlens(k_arg, call.k_len, k_name)
+        if len(k_segs) != len(q_segs):
+            raise ValueError(
+                f"cu_seqlens and cu_seqlens_k must count the same sequences, got {len(q_segs)} "
+                f"and {len(k_segs)}"
+            )
+        result = _packed.serve(call, q_segs, k_segs, serve_one)
     extras: list[Tensor | RowStats] = []
     if return_weights:
-        weights = result.weights
-        if weights is None:
-            stat = result.stat if call.return_stats else None
-            weights = _weights.rebuild(call, stat, call.weights_rows)
-        extras.append(weights)
+        extras.append(result.weights)
     if return_lse or return_stats:
         stats = from_kernel(call.normalize, result.stat)
         extras.append(stats.value if return_lse else stats)
     return (result.out, *extras) if extras else result.out
+
+
+def _serve(call: AttentionCall, backend: str) -> Result:
+    """One equal-heads call through the chosen backend; weights rebuilt when it has none."""
+    chosen = _backends.choose(call, backend).chosen
+    result = _backends.REGISTRY[chosen].forward(call)
+    if call.return_weights and result.weights is None:
+        stat = result.stat if call.return_stats else None
+        result = result._replace(weights=_weights.rebuild(call, stat, call.weights_rows))
+    return result
 
 
 def explain_dispatch(q: Tensor, k: Tensor, v: Tensor, **kwargs) -> _backends.Dispatch:
@@ -129,4 +168,6 @@ def explain_dispatch(q: Tensor, k: Tensor, v: Tensor, **kwargs) -> _backends.Dis
     if unknown:
         raise TypeError(f"unexpected argument(s) {sorted(unknown)}; expected {sorted(defaults)}")
     call = make_call(q, k, v, **{**defaults, **kwargs})
+    if call.groups > 1:  # grouped-query: the first group member's call stands for all
+        call = _grouped.split(call)[0]
     return _backends.choose(call, backend)

@@ -20,6 +20,9 @@ from selfattention.functional import normalize as _norm
 class AttentionCall:
     """A validated attention request. Shapes: q (b, h, i, d), k (b, h, j, d), v (b, h, j, e).
 
+    At the public boundary k and v may have h_kv heads, h_kv dividing h (``groups`` > 1,
+    grouped-query attention); such a call is split by ``functional.grouped`` before any backend.
+
     ``mask`` is the user's bool mask only (True = may attend) and ``bias`` the additive float bias,
     both 4-D (leading axes added at validation) and broadcastable to (b, h, i, j);
     ``causal``, ``window`` = (left, right) (clamped to left <= n_q - 1, right <= n_k - 1) and
@@ -50,6 +53,12 @@ class AttentionCall:
         """Must the kernel return the per-row statistic? (Weights alone take it from the rows'
         own block of scores: ``functional.weights``.)"""
         return self.return_stats
+
+    @property
+    def groups(self) -> int:
+        """Query heads per key/value head (grouped-query attention); backends only ever see 1
+        (``functional.grouped`` splits the call first)."""
+        return self.q.shape[1] // self.k.shape[1]
 
     @property
     def q_len(self) -> int:
@@ -237,10 +246,17 @@ def make_call(
         raise ValueError(
             f"k and v must have the same sequence length: k has {k.shape[-2]}, v has {v.shape[-2]}"
         )
-    if q.shape[:2] != k.shape[:2] or k.shape[:2] != v.shape[:2]:
+    if q.shape[0] != k.shape[0] or k.shape[:2] != v.shape[:2]:
         raise ValueError(
-            "q, k, v must share (batch, heads), got "
+            "q, k, v must share the batch and k, v the heads, got (batch, heads) "
             f"{tuple(q.shape[:2])}, {tuple(k.shape[:2])}, {tuple(v.shape[:2])}"
+        )
+    if q.shape[1] % k.shape[1]:
+        # grouped-query attention: query head i reads key/value head i // (h_q / h_kv)
+        raise ValueError(
+            f"k and v heads must divide q heads (grouped-query attention): q has {q.shape[1]} "
+            f"heads, k and v have {k.shape[1]} (q.shape {tuple(q.shape)}, k.shape "
+            f"{tuple(k.shape)})"
         )
     if grid is not None and not (q.shape[-2] == k.shape[-2] == grid.size):
         raise ValueError(

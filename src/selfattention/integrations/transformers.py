@@ -84,12 +84,6 @@ def split_mask(attention_mask: Tensor | None) -> tuple[Tensor | None, Tensor | N
     return mask, (bias if bool(bias.any()) else None)
 
 
-def _repeat_kv(x: Tensor, groups: int) -> Tensor:
-    """(b, g, j, d) -> (b, g·groups, j, d); kv head t serves query heads t·groups ... +groups-1."""
-    # TODO(grouped heads): drop once sa.attention accepts fewer key/value heads than query heads.
-    return x if groups == 1 else x.repeat_interleave(groups, dim=1)
-
-
 def _arguments(
     module: torch.nn.Module,
     query: Tensor,
@@ -155,7 +149,7 @@ class Bridge:
         h, g = query.shape[1], key.shape[1]
         if h % g:
             raise ValueError(f"query heads ({h}) must be a multiple of key/value heads ({g})")
-        key, value = _repeat_kv(key, h // g), _repeat_kv(value, h // g)
+        # grouped-query attention: sa.attention reads kv head t for query heads t·(h/g) ...
 
         call = _arguments(module, query, key, attention_mask, scaling, dropout, kwargs)
         call["normalize"] = self.normalize

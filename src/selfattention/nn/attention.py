@@ -13,13 +13,16 @@ chunks as they arrive (``nn/stream.py``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import torch
 from torch import Tensor, nn
 
 from selfattention.functional import attention
 from selfattention.functional import masks as _masks
 from selfattention.functional import normalize as _norm
+from selfattention.functional import packed as _packed
 from selfattention.functional.call import check_backend, check_normalize, check_scale
 from selfattention.nn._checks import (
     check_flag,
@@ -48,6 +51,29 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(b, n, h * d)
 
 
+def _packed_positions(positions, q, k, cu_q, cu_k):
+    """``positions.attend`` per packed sequence, so positions restart at 0 in each.
+
+    Rotary turns each sequence's q and k from position 0 (concatenated back); a position bias
+    (ALiBi) is each sequence's own, placed block-diagonally (-inf across sequences, a block the
+    packed kernels never visit anyway).
+    """
+    q_segs = _packed.check_cu_seqlens(cu_q, q.shape[2])
+    k_segs = _packed.check_cu_seqlens(cu_q if cu_k is None else cu_k, k.shape[2], "cu_seqlens_k")
+    qs, ks, biases = [], [], []
+    for (q0, q1), (k0, k1) in zip(q_segs, k_segs, strict=False):
+        qq, kk, bb = positions.attend(q[:, :, q0:q1], k[:, :, k0:k1])
+        qs.append(qq)
+        ks.append(kk)
+        biases.append(bb)
+    bias = None
+    if biases[0] is not None:
+        bias = biases[0].new_full((*biases[0].shape[:2], q.shape[2], k.shape[2]), float("-inf"))
+        for (q0, q1), (k0, k1), bb in zip(q_segs, k_segs, biases, strict=False):
+            bias[:, :, q0:q1, k0:k1] = bb
+    return torch.cat(qs, dim=2), torch.cat(ks, dim=2), bias
+
+
 class SelfAttention(nn.Module):
     """Multi-head (self- or cross-) attention, batch-first.
 
@@ -66,6 +92,9 @@ class SelfAttention(nn.Module):
         kv_dim: width of the context for cross-attention (default dim).
         backend: "auto" or a name from ``selfattention.functional.backends.REGISTRY``.
         scale: score scale, default 1/√d.
+        kv_heads: key/value heads h_kv for grouped-query attention (default ``heads``); must
+            divide ``heads``: query head i reads key/value head i // (heads / kv_heads), and
+            ``key_proj``/``value_proj`` are e -> h_kv·d (no k/v copy per query head).
 
     Submodules ``query_proj``, ``key_proj``, ``value_proj`` (e -> h·d) and ``out_proj``
     (h·d -> e) are ``torch.nn.Linear``.
@@ -86,6 +115,7 @@ class SelfAttention(nn.Module):
         backend: str = "auto",
         scale: float | None = None,
         *,
+        kv_heads: int | None = None,
         device=None,
         dtype=None,
     ) -> None:
@@ -100,6 +130,12 @@ class SelfAttention(nn.Module):
                 )
             head_dim = dim // heads
         self.head_dim = check_positive_int("head_dim", head_dim)
+        self.kv_heads = heads if kv_heads is None else check_positive_int("kv_heads", kv_heads)
+        if heads % self.kv_heads:
+            raise ValueError(
+                f"kv_heads must divide heads (grouped-query attention), got heads={heads}, "
+                f"kv_heads={kv_heads}"
+            )
         self.kv_dim = dim if kv_dim is None else check_positive_int("kv_dim", kv_dim)
         check_positions(positions, heads, self.head_dim)
         check_normalize(normalize)
@@ -116,8 +152,9 @@ class SelfAttention(nn.Module):
         inner = self.heads * self.head_dim
         kw = dict(device=device, dtype=dtype)
         self.query_proj = nn.Linear(dim, inner, bias=bias, **kw)
-        self.key_proj = nn.Linear(self.kv_dim, inner, bias=bias, **kw)
-        self.value_proj = nn.Linear(self.kv_dim, inner, bias=bias, **kw)
+        kv_inner = self.kv_heads * self.head_dim
+        self.key_proj = nn.Linear(self.kv_dim, kv_inner, bias=bias, **kw)
+        self.value_proj = nn.Linear(self.kv_dim, kv_inner, bias=bias, **kw)
         self.out_proj = nn.Linear(inner, dim, bias=bias, **kw)
 
     def forward(
@@ -129,6 +166,8 @@ class SelfAttention(nn.Module):
         bias: Tensor | None = None,
         return_weights: bool = False,
         cache: KVCache | None = None,
+        cu_seqlens: Sequence[int] | Tensor | None = None,
+        cu_seqlens_k: Sequence[int] | Tensor | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Attend from x to itself, or to ``context`` (cross-attention).
 
@@ -143,6 +182,10 @@ class SelfAttention(nn.Module):
                 positions (a prefill, then one token at a time); they sit at ``cache.length``
                 onwards, see every cached key allowed by causal/window, and are appended.
                 Then j = the keys held, and mask/bias broadcast to (b, h, i, j).
+            cu_seqlens: packed sequences: x (b, T, dim) holds sequences end to end along T,
+                (0, c_1, ..., T) their boundaries (``sa.functional.packed.cu_seqlens(lengths)``);
+                each attends only inside itself (causal, window and positions restart at 0),
+                no score across sequences. ``cu_seqlens_k``: the context's, default the same.
 
         Returns:
             out (b, i, dim), or (out, weights) with ``return_weights=True``.
@@ -151,12 +194,17 @@ class SelfAttention(nn.Module):
             x, context, mask, return_weights, dim=self.dim, kv_dim=self.kv_dim
         )
         if cache is not None:
+            if cu_seqlens is not None:
+                raise ValueError("cache= and cu_seqlens= cannot be combined")
             return self._forward_cached(x, context, cache, mask, bias, return_weights)
         # 1. Project and split heads.
         q, k, v = self._project(x, context)  # (b, h, i, d), (b, h, j, d), (b, h, j, d)
         # 2. Positions after the projections: rotary turns q and k, ALiBi adds a bias.
         if self.positions is not None:
-            q, k, pos_bias = self.positions.attend(q, k)
+            if cu_seqlens is not None:
+                q, k, pos_bias = _packed_positions(self.positions, q, k, cu_seqlens, cu_seqlens_k)
+            else:
+                q, k, pos_bias = self.positions.attend(q, k)
             if pos_bias is not None:
                 bias = pos_bias if bias is None else bias + pos_bias
         # 3. O_h = normalize(Q_h K_hᵀ · scale + bias) V_h, per head.
@@ -173,6 +221,8 @@ class SelfAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             return_weights=return_weights,
             backend=self.backend,
+            cu_seqlens=cu_seqlens,
+            cu_seqlens_k=cu_seqlens_k,
         )
         out, weights = result if return_weights else (result, None)
         # 4. Concatenate the heads and project out.
@@ -180,10 +230,10 @@ class SelfAttention(nn.Module):
         return (out, weights) if return_weights else out
 
     def _project(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Q from x, K and V from context, heads split: (b, h, i, d), (b, h, j, d) twice."""
+        """Q from x, K and V from context, heads split: (b, h, i, d), (b, h_kv, j, d) twice."""
         q = split_heads(self.query_proj(x), self.heads)
-        k = split_heads(self.key_proj(context), self.heads)
-        v = split_heads(self.value_proj(context), self.heads)
+        k = split_heads(self.key_proj(context), self.kv_heads)
+        v = split_heads(self.value_proj(context), self.kv_heads)
         return q, k, v
 
     def attend_kwargs(self, return_weights: bool = False) -> dict:
@@ -246,6 +296,8 @@ class SelfAttention(nn.Module):
 
     def extra_repr(self) -> str:
         parts = [f"dim={self.dim}", f"heads={self.heads}", f"head_dim={self.head_dim}"]
+        if self.kv_heads != self.heads:
+            parts.append(f"kv_heads={self.kv_heads}")
         if self.kv_dim != self.dim:
             parts.append(f"kv_dim={self.kv_dim}")
         if self.causal:

@@ -1,6 +1,6 @@
 """The compute of one piece (a block of queries against a block of keys), forward and backward.
 
-Forward: ``sa.attention(..., return_lse=True)`` on the piece gives its partial output and row
+Forward: ``sa.attention(..., return_stats=True)`` on the piece gives its partial output and row
 statistic; ``sa.functional.merge_attention`` folds the pieces into the exact result (for softmax
 out = Σ_p exp(lse_p - lse) out_p, lse = logsumexp_p lse_p; sum and relu merge by their row sums /
 key counts). Backward (FlashAttention-2 style): with the *merged* statistic and

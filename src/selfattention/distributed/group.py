@@ -63,7 +63,13 @@ def resolve(group: dist.ProcessGroup | None) -> Ring:
             )
         return Ring(None, 0, 1)
     pg = group if group is not None else dist.group.WORLD
-    return Ring(pg, dist.get_rank(pg), dist.get_world_size(pg))
+    rank = dist.get_rank(pg)
+    if rank < 0:
+        raise ValueError(
+            f"this process (global rank {dist.get_rank()}) is not a member of group={group!r}; "
+            "call only on the ranks of the group"
+        )
+    return Ring(pg, rank, dist.get_world_size(pg))
 
 
 def _not_started() -> str:

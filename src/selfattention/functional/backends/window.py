@@ -25,8 +25,9 @@ from torch import Tensor
 from selfattention.functional.backends import _blocks as blk
 from selfattention.functional.backends.base import Backend, Result
 from selfattention.functional.call import AttentionCall
+from selfattention.functional.normalize import Softmax
 
-TILE_BYTES = 2**20  # scores of one group of blocks: small enough to stay in L2
+TILE_BYTES = 2**19  # scores of one group of blocks: with q, k, v slices within a 1 MB L2
 
 
 def pad_axis(x: Tensor, axis: int, before: int, after: int, fill) -> Tensor:
@@ -42,6 +43,25 @@ def pad_axis(x: Tensor, axis: int, before: int, after: int, fill) -> Tensor:
     out = torch.full(shape, fill, dtype=x.dtype, device=x.device)
     out.narrow(axis, before, x.shape[axis]).copy_(x)
     return out
+
+
+def softmax_tile(s: Tensor, v: Tensor, out: Tensor, stat: Tensor | None, maybe_empty: bool):
+    """out = softmax(s) v for a tile whose disallowed scores are already -inf; s is overwritten.
+
+    torch's softmax writes its result over s (one fused max/exp/sum/divide pass, no new tile);
+    the kernel statistic lse = max_j s - log max_j p needs the row max before that. Rows
+    without any key (all -inf) get out = 0 and the empty statistic +inf.
+    """
+    m = s.amax(-1, keepdim=True) if stat is not None or maybe_empty else None
+    torch.softmax(s, -1, out=s)
+    torch.bmm(s, v, out=out)
+    if stat is not None:
+        torch.sub(m, torch.log(s.amax(-1, keepdim=True)), out=stat)
+    if maybe_empty:
+        empty = torch.isneginf(m)
+        out.masked_fill_(empty, 0.0)
+        if stat is not None:
+            stat.masked_fill_(empty, float("inf"))
 
 
 def choose_block(left: int, right: int) -> int:
@@ -116,6 +136,8 @@ class WindowPlan:
         self.maybe_empty = not self.additive or self.nq > self.nk_used + left
         self.mask_tiles = None if call.mask is None else self.tiles(call.mask, False)
         self.group = max(1, min(self.units, TILE_BYTES // (B * self.span * 4)))
+        # Softmax over an additive band (no mask, no bias tensor): one fused in-place pass.
+        self.fast_softmax = self.additive and type(norm) is Softmax
         self.need_stat = True
 
     # -- layout ------------------------------------------------------------------------------
@@ -215,16 +237,23 @@ class WindowPlan:
             return torch.arange(u0, u1, device=self.band.device) % self.nb
         return None
 
-    def scores(self, qs: Tensor, ks: Tensor, bias: Tensor | None, u0: int, u1: int):
-        """Scaled scores (G, B, span) of blocks u0 ... u1-1, what they may attend to, key counts.
+    def scratch(self, q: Tensor) -> Tensor:
+        """One thread's score buffer (group, B, span): every group's tile is written into it, so
+        the scores are never reallocated and stay in the core's cache between the ops."""
+        return q.new_empty(self.group, self.block, self.span)
+
+    def scores(self, qs: Tensor, ks: Tensor, bias: Tensor | None, u0: int, u1: int, buf: Tensor):
+        """Scaled scores (G, B, span) of blocks u0 ... u1-1 (written into ``buf``), what they
+        may attend to, key counts.
 
         In the additive case the disallowed scores are already -inf and ``allowed`` is None.
         """
         edge = self.edge_rows(u0, u1)
         kt = ks.transpose(1, 2)
+        s = buf[: u1 - u0]
         if self.additive:
             add = self.add_band if edge is None else self.add_band + self.add_valid[edge]
-            s = torch.baddbmm(add, qs[u0:u1], kt, alpha=self.scale)
+            torch.baddbmm(add, qs[u0:u1], kt, alpha=self.scale, out=s)
             count = None
             if self.norm.needs_count:
                 count = self.count[torch.arange(u0, u1, device=s.device) % self.nb]
@@ -233,10 +262,10 @@ class WindowPlan:
         if self.mask_tiles is not None:
             allowed = allowed & self.mask_tiles[self.index(u0, u1, self.mask_tiles)]
         if bias is None:
-            s = torch.baddbmm(self.zero, qs[u0:u1], kt, beta=0.0, alpha=self.scale)
+            torch.baddbmm(self.zero, qs[u0:u1], kt, beta=0.0, alpha=self.scale, out=s)
         else:
             bias_g = bias[self.index(u0, u1, bias)]
-            s = torch.baddbmm(bias_g, qs[u0:u1], kt, alpha=self.scale)
+            torch.baddbmm(bias_g, qs[u0:u1], kt, alpha=self.scale, out=s)
             allowed = allowed & ~torch.isneginf(bias_g)
         return s, allowed, None
 
@@ -249,13 +278,17 @@ class WindowPlan:
         norm = self.norm
 
         def part(bounds: tuple[int, int]) -> None:  # blocks write disjoint rows: no race
+            buf = self.scratch(q)
             for u0, u1 in self.groups(*bounds):
-                s, allowed, count = self.scores(qs, self.spans(kf, u0, u1), bias, u0, u1)
+                s, allowed, count = self.scores(qs, self.spans(kf, u0, u1), bias, u0, u1, buf)
                 vs = self.spans(vf, u0, u1)
+                st = stat[u0:u1] if self.need_stat else None
+                if self.fast_softmax:
+                    softmax_tile(s, vs, out[u0:u1], st, self.maybe_empty)
+                    continue
                 rows = None
                 if norm.needs_rows:  # rows past n_q are padding, not rows to check
                     rows = self.rows_valid[torch.arange(u0, u1, device=q.device) % self.nb]
-                st = stat[u0:u1] if self.need_stat else None
                 norm.whole(
                     s, allowed, vs, out[u0:u1], st,
                     maybe_empty=self.maybe_empty, count=count, rows=rows,
@@ -279,10 +312,11 @@ class WindowPlan:
         dbias = torch.zeros(bias.shape, dtype=bias.dtype, device=bias.device) if need_bias else None
 
         def part(bounds: tuple[int, int]) -> None:
+            buf = self.scratch(q)
             for u0, u1 in self.groups(*bounds):
                 G = u1 - u0
                 ks, vs = self.spans(kf, u0, u1), self.spans(vf, u0, u1)
-                s, allowed, _ = self.scores(qs, ks, bias, u0, u1)
+                s, allowed, _ = self.scores(qs, ks, bias, u0, u1, buf)
                 p, ds = self.norm.grads(s, allowed, st[u0:u1], delta[u0:u1], do[u0:u1], vs)
                 dv_c = torch.bmm(p.transpose(1, 2), do[u0:u1]).view(G, m, B, -1)
                 dk_c = torch.bmm(ds.transpose(1, 2), qs[u0:u1]).view(G, m, B, -1)

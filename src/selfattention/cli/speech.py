@@ -94,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    command = getattr(args, "speech_command", None)
+    command = args.speech_command
     if command is None:
         error(f"choose one of: {', '.join(WHAT)}")
         return EXIT_USAGE

@@ -248,7 +248,8 @@ def make_call(
         )
     if q.shape[0] != k.shape[0] or k.shape[:2] != v.shape[:2]:
         raise ValueError(
-            "q, k, v must share the batch and k, v the heads, got (batch, heads) "
+            "q, k, v must share (batch, heads) (k, v may have fewer heads than q, dividing "
+            "them: grouped-query attention), got "
             f"{tuple(q.shape[:2])}, {tuple(k.shape[:2])}, {tuple(v.shape[:2])}"
         )
     if q.shape[1] % k.shape[1]:

@@ -11,6 +11,12 @@ from torch import Tensor
 from selfattention.functional.call import check_mask as _check_mask
 
 
+class ShapeError(ValueError, AssertionError):
+    """A shape error of ``MultiheadAttention``'s inputs: a ValueError as everywhere in this
+    package, and an AssertionError as torch.nn.MultiheadAttention raises, so code written against
+    torch still catches it. Messages start with torch's wording."""
+
+
 def check_positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -153,24 +159,33 @@ def multihead_inputs(
     for name, t in (("query", query), ("key", key), ("value", value)):
         check_float_tensor(name, t)
     if query.ndim not in (2, 3):
-        raise ValueError(
-            f"query must be 3-D (batched) or 2-D (unbatched), got shape {tuple(query.shape)}"
+        raise ShapeError(
+            f"query should be unbatched 2D or batched 3D tensor but received {query.ndim}-D "
+            f"query tensor (shape {tuple(query.shape)}): query must be 3-D (batched) or 2-D "
+            "(unbatched)"
         )
     if key.ndim != query.ndim or value.ndim != query.ndim:
-        raise ValueError(
-            f"key and value must have query's rank ({query.ndim}-D), got key "
-            f"{tuple(key.shape)} and value {tuple(value.shape)}"
+        kind = "batched (3-D)" if query.ndim == 3 else "unbatched (2-D)"
+        raise ShapeError(
+            f"For {kind} `query`, expected `key` and `value` to be {query.ndim}-D but found "
+            f"{key.ndim}-D and {value.ndim}-D tensors respectively (key {tuple(key.shape)}, "
+            f"value {tuple(value.shape)}: they must have query's rank)"
         )
+    if key_padding_mask is not None and isinstance(key_padding_mask, Tensor):
+        want = query.ndim - 1
+        if key_padding_mask.ndim != want:
+            raise ShapeError(
+                f"For {'batched (3-D)' if want == 2 else 'unbatched (2-D)'} `query`, expected "
+                f"`key_padding_mask` to be `None` or {want}-D but found "
+                f"{key_padding_mask.ndim}-D tensor instead (shape {tuple(key_padding_mask.shape)})"
+            )
     batched = query.ndim == 3
     same = (query is key, key is value)
     if not batched:  # (L, E) -> (1, L, E)
         query, key, value = query[None], key[None], value[None]
         if key_padding_mask is not None:
-            if not isinstance(key_padding_mask, Tensor) or key_padding_mask.ndim != 1:
-                raise ValueError(
-                    "key_padding_mask must be 1-D (S,) for unbatched input, got shape "
-                    f"{tuple(getattr(key_padding_mask, 'shape', ()))}"
-                )
+            if not isinstance(key_padding_mask, Tensor):
+                check_torch_mask("key_padding_mask", key_padding_mask)
             key_padding_mask = key_padding_mask[None]
     elif not batch_first:  # (L, N, E) -> (N, L, E)
         query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
@@ -184,12 +199,12 @@ def multihead_inputs(
         ("value", value, "vdim", vdim),
     ):
         if t.shape[-1] != width:
-            raise ValueError(
+            raise ShapeError(
                 f"{name} must have {what}={width} features, got shape {tuple(t.shape)}"
             )
     n, q_len = query.shape[:2]
     if key.shape[:2] != value.shape[:2] or key.shape[0] != n:
-        raise ValueError(
+        raise ShapeError(
             "query, key and value must share the batch size and key and value the sequence "
             f"length; got (batch, seq) query {(n, q_len)}, key {tuple(key.shape[:2])}, "
             f"value {tuple(value.shape[:2])}"

@@ -19,7 +19,9 @@ from torch import Tensor, nn
 
 from selfattention.functional import attention
 from selfattention.functional import masks as _masks
+from selfattention.functional import packed as _packed
 from selfattention.nn._checks import (
+    ShapeError,
     check_positive_int,
     check_probability,
     check_torch_mask,
@@ -124,10 +126,15 @@ class MultiheadAttention(nn.Module):
 
     def _project(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(N, L, E), (N, S, kdim), (N, S, vdim) -> q (N, L, E), k (N, S, E), v (N, S, E)."""
-        b = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None,) * 3
+        bias = self.in_proj_bias
+        if bias is not None and bias.dtype != query.dtype:
+            # torch adds a bias of another precision (e.g. half with double inputs) as it is:
+            # its values, in the inputs' dtype
+            bias = bias.to(query.dtype)
+        b = bias.chunk(3) if bias is not None else (None,) * 3
         if self._qkv_same_embed_dim:
             if query is key and key is value:  # self-attention: one matmul
-                return F.linear(query, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+                return F.linear(query, self.in_proj_weight, bias).chunk(3, dim=-1)
             w = self.in_proj_weight.chunk(3)
         else:
             w = (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight)
@@ -149,15 +156,23 @@ class MultiheadAttention(nn.Module):
         bias: Tensor | None = None
         if attn_mask is not None:
             check_torch_mask("attn_mask", attn_mask)
+            three = (n * self.num_heads, q_len, k_len)
+            if attn_mask.ndim not in (2, 3):
+                raise ShapeError(
+                    f"expected `attn_mask` to be `None`, 2-D or 3-D but found {attn_mask.ndim}-D "
+                    f"tensor instead: attn_mask must have shape (L, S) = {(q_len, k_len)} or "
+                    f"(N·num_heads, L, S) = {three}, got {tuple(attn_mask.shape)}"
+                )
             if attn_mask.shape == (q_len, k_len):
                 m = attn_mask.view(1, 1, q_len, k_len)
-            elif attn_mask.shape == (n * self.num_heads, q_len, k_len):
+            elif attn_mask.shape == three:
                 m = attn_mask.view(n, self.num_heads, q_len, k_len)
             else:
-                raise ValueError(
+                want = (q_len, k_len) if attn_mask.ndim == 2 else three
+                raise ShapeError(
+                    f"Expected `attn_mask` shape to be {want} but got {tuple(attn_mask.shape)}: "
                     f"attn_mask must have shape (L, S) = {(q_len, k_len)} or "
-                    f"(N·num_heads, L, S) = {(n * self.num_heads, q_len, k_len)}, got "
-                    f"{tuple(attn_mask.shape)}"
+                    f"(N·num_heads, L, S) = {three}"
                 )
             if m.dtype == torch.bool:
                 allowed = ~m  # torch: True = ignore; ours: True = may attend
@@ -166,7 +181,7 @@ class MultiheadAttention(nn.Module):
         if key_padding_mask is not None:
             check_torch_mask("key_padding_mask", key_padding_mask)
             if key_padding_mask.shape != (n, k_len):
-                raise ValueError(
+                raise ShapeError(
                     f"key_padding_mask must have shape (N, S) = {(n, k_len)} (or (S,) unbatched), "
                     f"got {tuple(key_padding_mask.shape)}"
                 )
@@ -209,6 +224,9 @@ class MultiheadAttention(nn.Module):
             averaged, (N, H, L, S) per head, without N when unbatched. With add_bias_kv /
             add_zero_attn, S counts the extra keys, as in torch.
         """
+        if any(isinstance(t, Tensor) and t.is_nested for t in (query, key, value)):
+            out = self._forward_nested(query, key, value, key_padding_mask, attn_mask, is_causal)
+            return out, None
         query, key, value, key_padding_mask, batched = multihead_inputs(
             query,
             key,
@@ -270,6 +288,71 @@ class MultiheadAttention(nn.Module):
         elif not self.batch_first:
             out = out.transpose(0, 1)  # (L, N, E)
         return out, weights
+
+    def _forward_nested(self, query, key, value, key_padding_mask, attn_mask, is_causal) -> Tensor:
+        """Nested tensors (batch_first, sequences of their own lengths) through the packed path.
+
+        The sequences are packed end to end (T, E) and attend with ``cu_seqlens``: no padding, no
+        score across sequences. Weights are not returned (None), as torch's fast path does.
+        """
+        if not all(isinstance(t, Tensor) and t.is_nested for t in (query, key, value)):
+            raise ShapeError("query, key and value must all be nested tensors, or none of them")
+        if query.dim() != 3:
+            raise ShapeError(
+                f"query should be unbatched 2D or batched 3D tensor but received {query.dim()}-D "
+                "query tensor (a nested query must hold 2-D sequences (L_i, E))"
+            )
+        if not self.batch_first:
+            raise ShapeError("nested tensors need batch_first=True, as in torch")
+        if key_padding_mask is not None or attn_mask is not None:
+            raise ValueError(
+                "key_padding_mask and attn_mask must be None with nested tensors: each sequence "
+                "has its own length already"
+            )
+        extra = (self.bias_k is not None) + self.add_zero_attn
+        if is_causal and extra:
+            raise ValueError(
+                "is_causal with add_bias_kv/add_zero_attn is not served for nested input"
+            )
+        same = (query is key, key is value)
+        qs, ks, vs = query.unbind(), key.unbind(), value.unbind()
+        if len(ks) != len(qs) or len(vs) != len(qs):
+            raise ShapeError(
+                f"query, key and value must hold as many sequences, got {len(qs)}, {len(ks)}, "
+                f"{len(vs)}"
+            )
+        if any(a.shape[0] != b.shape[0] for a, b in zip(ks, vs, strict=True)):
+            raise ShapeError("key and value must have the same length in every sequence")
+        q_lens = [t.shape[0] for t in qs]
+        k_lens = [t.shape[0] for t in ks]
+        q_in = torch.cat(qs)[None]  # (1, T, E)
+        k_in = q_in if same[0] else torch.cat(ks)[None]
+        v_in = k_in if same[1] else torch.cat(vs)[None]
+        q, k, v = self._project(q_in, k_in, v_in)  # (1, T, E), (1, T_k, E), (1, T_k, E)
+        if extra:  # bias_k/bias_v and a zero key after each sequence's own keys
+            ks_, vs_ = list(k[0].split(k_lens)), list(v[0].split(k_lens))
+            tails_k, tails_v = [], []
+            if self.bias_k is not None:
+                tails_k.append(self.bias_k[0])
+                tails_v.append(self.bias_v[0])
+            if self.add_zero_attn:
+                tails_k.append(k.new_zeros(1, self.embed_dim))
+                tails_v.append(v.new_zeros(1, self.embed_dim))
+            k = torch.cat([x for t in ks_ for x in (t, *tails_k)])[None]
+            v = torch.cat([x for t in vs_ for x in (t, *tails_v)])[None]
+            k_lens = [n + extra for n in k_lens]
+        q, k, v = (split_heads(t, self.num_heads) for t in (q, k, v))  # (1, H, ·, d)
+        out = attention(
+            q,
+            k,
+            v,
+            causal=bool(is_causal),
+            dropout_p=self.dropout if self.training else 0.0,
+            cu_seqlens=_packed.cu_seqlens(q_lens),
+            cu_seqlens_k=_packed.cu_seqlens(k_lens),
+        )
+        out = self.out_proj(merge_heads(out))[0]  # (T, E)
+        return torch.nested.as_nested_tensor(list(out.split(q_lens)), layout=query.layout)
 
     def extra_repr(self) -> str:
         parts = [f"embed_dim={self.embed_dim}", f"num_heads={self.num_heads}"]

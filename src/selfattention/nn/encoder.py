@@ -141,6 +141,7 @@ class TransformerEncoderLayer(nn.Module):
         bias: Tensor | None = None,
         return_weights: bool = False,
         cache: KVCache | None = None,
+        cu_seqlens=None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """x (b, n, dim) -> (b, n, dim), or (out, weights (b, h, n, n)) with return_weights.
 
@@ -148,11 +149,14 @@ class TransformerEncoderLayer(nn.Module):
         bias: float broadcastable to (b, h, n, n), added to the scores.
         cache: this layer's ``KVCache`` for causal step-by-step use (see ``SelfAttention``);
             then the weights and masks span the held keys instead of n.
+        cu_seqlens: packed sequences along n (see ``SelfAttention.forward``).
         """
         check_sequence("x", x, self.dim)
         kw = dict(mask=mask, bias=bias, return_weights=return_weights)
         if cache is not None:
             kw["cache"] = cache
+        if cu_seqlens is not None:
+            kw["cu_seqlens"] = cu_seqlens
         if self.norm_first:
             a = self.attn(self.norm1(x), **kw)
             a, w = a if return_weights else (a, None)
@@ -222,11 +226,13 @@ class TransformerEncoder(nn.Module):
         return_weights: bool = False,
         return_hidden_states: bool = False,
         cache: Sequence[KVCache] | None = None,
+        cu_seqlens=None,
     ) -> EncoderOutput:
         """x (b, n, dim) -> ``EncoderOutput``; mask/bias as in ``TransformerEncoderLayer``.
 
         cache: one ``KVCache`` per layer (``make_cache()``), for causal layers step by step:
             x holds the next n positions after those already cached.
+        cu_seqlens: packed sequences along n, (0, c_1, ..., n): each attends inside itself.
         """
         check_sequence("x", x, self.dim)
         check_mask("mask", mask)
@@ -234,7 +240,14 @@ class TransformerEncoder(nn.Module):
         hidden: list[Tensor] = [x]
         weights: list[Tensor] = []
         for layer, layer_cache in zip(self.layers, caches, strict=True):
-            x = layer(x, mask=mask, bias=bias, return_weights=return_weights, cache=layer_cache)
+            x = layer(
+                x,
+                mask=mask,
+                bias=bias,
+                return_weights=return_weights,
+                cache=layer_cache,
+                **({} if cu_seqlens is None else {"cu_seqlens": cu_seqlens}),
+            )
             if return_weights:
                 x, w = x
                 weights.append(w)

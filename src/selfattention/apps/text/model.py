@@ -60,6 +60,8 @@ class TextModelConfig:
     num_chars: 0 = no character CNN; char_dim, char_filters, char_width: its sizes.
     case_dim: 0 = no case feature. positions: "learned" | "sinusoidal" | "rotary".
     pooling (classify): "mean" | "max" | "mean+max" (both, concatenated) | "attention".
+    packed: run the encoder on the real tokens only, sentences end to end (``cu_seqlens``):
+        no attention score is computed on padding (the padded path serves ``return_weights``).
     """
 
     task: str
@@ -82,6 +84,7 @@ class TextModelConfig:
     max_len: int = 512
     positions: str = "learned"
     pooling: str = "mean"
+    packed: bool = True
 
     def __post_init__(self) -> None:
         if self.task not in ("tag", "classify"):
@@ -209,11 +212,27 @@ class TextModel(nn.Module):
         x = self.input_dropout(self.input_proj(self._token_vectors(words, chars, case)))
         if self.positions is not None:
             x = self.positions(x)
-        mask = real[:, None, None, :]  # (b, 1, 1, j): keys that are real tokens
-        out = self.encoder(x, mask=mask, return_weights=return_weights)
-        h = out.last_hidden_state  # (b, n, d)
+        if self.config.packed and not return_weights:
+            h, weights = self._encode_packed(x, real), None
+        else:
+            mask = real[:, None, None, :]  # (b, 1, 1, j): keys that are real tokens
+            out = self.encoder(x, mask=mask, return_weights=return_weights)
+            h, weights = out.last_hidden_state, out.weights  # (b, n, d)
         logits = self.head(h if self.config.task == "tag" else self._pool(h, real))
-        return (logits, out.weights) if return_weights else logits  # (b, n, L) | (b, L)
+        return (logits, weights) if return_weights else logits  # (b, n, L) | (b, L)
+
+    def _encode_packed(self, x: Tensor, real: Tensor) -> Tensor:
+        """(b, n, d) with padding -> (b, n, d): the real tokens of each sentence, end to end
+        (1, T, d), through the encoder with ``cu_seqlens``; zeros at padding positions."""
+        lengths = real.sum(1).tolist()
+        packed = x[real][None]  # (1, T, d), sentence by sentence in order
+        if packed.shape[1] == 0:
+            return torch.zeros_like(x)
+        cu = [0]
+        for n in lengths:
+            cu.append(cu[-1] + n)
+        h = self.encoder(packed, cu_seqlens=cu).last_hidden_state[0]  # (T, d)
+        return x.new_zeros(x.shape).masked_scatter(real[..., None], h)
 
     def _pool(self, h: Tensor, real: Tensor) -> Tensor:
         """(b, n, d) token vectors -> (b, d) ((b, 2d) for mean+max), padding left out."""

@@ -7,12 +7,14 @@ and then kills what is left, so that a hang fails the test instead of stalling t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -320,17 +322,32 @@ def test_ctrl_c_under_torchrun_ends_every_process(tmp_path):
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )  # fmt: skip
+    training_runs = threading.Event()
+
+    def watch() -> None:  # reads stdout to its end, so that the pipe never fills
+        for line in proc.stdout:
+            if line.startswith("epoch 2:"):  # an epoch has been saved
+                training_runs.set()
+
+    errors: list[str] = []
+    readers = [
+        threading.Thread(target=watch, daemon=True),
+        threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
     try:
-        t0 = time.monotonic()
-        for line in proc.stdout:  # wait until training runs (an epoch has been saved)
-            if line.startswith("epoch 2:") or time.monotonic() - t0 > DEADLINE:
-                break
+        assert training_runs.wait(DEADLINE), "no epoch line within the deadline"
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        _, err = proc.communicate(timeout=DEADLINE)
+        proc.wait(DEADLINE)
+        for reader in readers:  # the pipes close when every process holding them has ended
+            reader.join(DEADLINE / 2)
+            assert not reader.is_alive(), "a worker outlived torchrun"
+        err = "".join(errors)
     finally:
-        if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # whatever is left of the group
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.wait()
     assert proc.returncode != 0
     lines = [ln for ln in err.splitlines() if ln.startswith("interrupted")]
     assert len(lines) == 1, err  # rank 0 alone says where to resume

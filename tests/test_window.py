@@ -93,3 +93,49 @@ def test_direct_layout_many_groups(threads, monkeypatch):
         dict(window=(3, 40), mask=rand_mask(2, 1, 1, n, seed=4)),
     ):
         assert_same(run("math", q, k, v, **kw), run("window", q, k, v, **kw), what=str(kw))
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_training_keeps_or_recomputes_the_weights(keep, monkeypatch):
+    """Softmax over a plain band in training keeps its weights for backward (KEEP_FACTOR > 0)
+    or recomputes them from the log-sum-exp (0); both equal the math path in float64, with
+    return_lse's gradient too, and the kept weights are freed by backward."""
+    monkeypatch.setattr(window, "KEEP_FACTOR", 2 if keep else 0)
+    plans = []
+    monkeypatch.setattr(
+        window, "WindowPlan", lambda call: plans.append(window_plan(call)) or plans[-1]
+    )
+    n = 96
+    q, k, v = randn(1, 2, n, 8, seed=1), randn(1, 2, n, 8, seed=2), randn(1, 2, n, 8, seed=3)
+    assert_same(run("math", q, k, v, window=(9, 4)), run("window", q, k, v, window=(9, 4)))
+    plan = plans[-1]
+    assert plan.can_keep is keep and plan.kept is None  # freed after backward
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    out, lse = sa.attention(*leaves, window=(9, 4), backend="window", return_lse=True)
+    ref_leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    ref_out, ref_lse = sa.attention(*ref_leaves, window=(9, 4), backend="math", return_lse=True)
+    assert float((lse - ref_lse).detach().abs().max()) < 1e-12
+    (out.sum() + lse.sin().sum()).backward()
+    (ref_out.sum() + ref_lse.sin().sum()).backward()
+    for a, b in zip(leaves, ref_leaves, strict=True):
+        assert float((a.grad - b.grad).abs().max()) < 1e-10
+
+
+def test_no_weights_kept_without_gradients_or_with_padding_rows():
+    q = randn(1, 2, 96, 8, seed=1)
+    with torch.no_grad():
+        plan = window_plan(make(q, window=(9, 4)))
+        assert plan.can_keep  # it could, but forward without autograd keeps nothing
+        sa.attention(q, q, q, window=(9, 4), backend="window")
+    q = randn(1, 2, 90, 8, seed=1)  # 90 rows: the last block has padding rows
+    assert not window_plan(make(q, window=(9, 4))).can_keep
+
+
+window_plan = window.WindowPlan
+
+
+def make(q, **kw):
+    return sa.functional.call.make_call(
+        q, q, q, mask=None, bias=None, causal=False, scale=None,
+        normalize="softmax", dropout_p=0.0, return_weights=False, **kw,
+    )  # fmt: skip

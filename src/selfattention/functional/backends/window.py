@@ -28,6 +28,7 @@ from selfattention.functional.call import AttentionCall
 from selfattention.functional.normalize import Softmax
 
 TILE_BYTES = 2**19  # scores of one group of blocks: with q, k, v slices within a 1 MB L2
+KEEP_FACTOR = 2  # training keeps the weights when they fit in KEEP_FACTOR·bytes(q, k, v, out)
 
 
 def pad_axis(x: Tensor, axis: int, before: int, after: int, fill) -> Tensor:
@@ -138,6 +139,20 @@ class WindowPlan:
         self.group = max(1, min(self.units, TILE_BYTES // (B * self.span * 4)))
         # Softmax over an additive band (no mask, no bias tensor): one fused in-place pass.
         self.fast_softmax = self.additive and type(norm) is Softmax
+        # Training keeps those weights (U, B, span) for backward instead of recomputing them
+        # (one matmul and one exp pass fewer) when they take at most twice the bytes of q, k,
+        # v and out together. Rows without keys (and padding rows past n_q, which may have
+        # none) would keep NaN weights, so not then.
+        weights = self.units * B * self.span
+        self.can_keep = (
+            self.fast_softmax
+            and not self.maybe_empty
+            and self.nb * B == self.nq
+            and weights <= KEEP_FACTOR * 4 * self.units * B * call.q.shape[-1]
+        )
+        self.kept: Tensor | None = None
+        self.want_stat = call.need_stat  # the caller's; need_stat also covers backward's
+        self.training = False  # set by ``forward`` below when a backward will follow
         self.need_stat = True
 
     # -- layout ------------------------------------------------------------------------------
@@ -276,13 +291,18 @@ class WindowPlan:
         out = q.new_empty(self.units, self.block, v.shape[-1])
         stat = q.new_empty(self.units, self.block, 1)
         norm = self.norm
+        keep = self.can_keep and self.training
+        # Kept weights make the statistic needless for backward: computed only when asked.
+        need_stat = self.want_stat or (self.need_stat and not keep)
+        self.kept = q.new_empty(self.units, self.block, self.span) if keep else None
 
         def part(bounds: tuple[int, int]) -> None:  # blocks write disjoint rows: no race
             buf = self.scratch(q)
             for u0, u1 in self.groups(*bounds):
-                s, allowed, count = self.scores(qs, self.spans(kf, u0, u1), bias, u0, u1, buf)
+                tile = buf if self.kept is None else self.kept[u0:u1]
+                s, allowed, count = self.scores(qs, self.spans(kf, u0, u1), bias, u0, u1, tile)
                 vs = self.spans(vf, u0, u1)
-                st = stat[u0:u1] if self.need_stat else None
+                st = stat[u0:u1] if need_stat else None
                 if self.fast_softmax:
                     softmax_tile(s, vs, out[u0:u1], st, self.maybe_empty)
                     continue
@@ -310,17 +330,23 @@ class WindowPlan:
         dk = q.new_zeros(rows, k.shape[-1]).view(-1, B, k.shape[-1])
         dv = q.new_zeros(rows, v.shape[-1]).view(-1, B, v.shape[-1])
         dbias = torch.zeros(bias.shape, dtype=bias.dtype, device=bias.device) if need_bias else None
+        kept, self.kept = self.kept, None  # backward runs once: free them with this call
 
         def part(bounds: tuple[int, int]) -> None:
             buf = self.scratch(q)
             for u0, u1 in self.groups(*bounds):
                 G = u1 - u0
                 ks, vs = self.spans(kf, u0, u1), self.spans(vf, u0, u1)
-                s, allowed, _ = self.scores(qs, ks, bias, u0, u1, buf)
-                p, ds = self.norm.grads(s, allowed, st[u0:u1], delta[u0:u1], do[u0:u1], vs)
+                if kept is None:
+                    s, allowed, _ = self.scores(qs, ks, bias, u0, u1, buf)
+                    p, ds = self.norm.grads(s, allowed, st[u0:u1], delta[u0:u1], do[u0:u1], vs)
+                else:  # softmax: ds = p ∘ (dO Vᵀ - δ)
+                    p = kept[u0:u1]
+                    ds = torch.bmm(do[u0:u1], vs.transpose(1, 2), out=buf[:G])
+                    ds.sub_(delta[u0:u1]).mul_(p)
                 dv_c = torch.bmm(p.transpose(1, 2), do[u0:u1]).view(G, m, B, -1)
                 dk_c = torch.bmm(ds.transpose(1, 2), qs[u0:u1]).view(G, m, B, -1)
-                torch.bmm(ds, ks, out=dq[u0:u1])
+                torch.baddbmm(dq[u0:u1], ds, ks, beta=0.0, alpha=self.scale, out=dq[u0:u1])
                 for j in range(m):  # slice j of block u's span is key block u + j
                     dv[u0 + j : u1 + j] += dv_c[:, j]
                     dk[u0 + j : u1 + j].add_(dk_c[:, j], alpha=self.scale)
@@ -335,8 +361,7 @@ class WindowPlan:
             parts = [(0, self.units)]
         blk.parallel(part, parts[0::2])
         blk.parallel(part, parts[1::2])
-        dq = self.unflat_queries(dq).mul(self.scale)
-        return dq, self.unflat_keys(dk), self.unflat_keys(dv), dbias
+        return self.unflat_queries(dq), self.unflat_keys(dk), self.unflat_keys(dv), dbias
 
 
 def refuse(call: AttentionCall) -> str | None:
@@ -369,6 +394,9 @@ def forward(call: AttentionCall) -> Result:
     q, k, v, bias = call.q, call.k, call.v, call.bias
     dtype = blk.compute_dtype(q.dtype)
     plan = WindowPlan(call)
+    plan.training = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (q, k, v, bias)
+    )
     bias_tiles = None if bias is None else plan.tiles(bias.to(dtype), 0.0)
     out, stat = blk.run(plan, q.to(dtype), k.to(dtype), v.to(dtype), bias_tiles, call.need_stat)
     return Result(out.to(v.dtype), None, stat)

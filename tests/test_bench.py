@@ -8,7 +8,7 @@ import json
 import pytest
 
 from selfattention.apps import bench
-from selfattention.apps.bench import BenchConfig
+from selfattention.apps.bench import BenchConfig, interleaved
 from selfattention.cli import main
 
 
@@ -89,8 +89,71 @@ def test_cli_end_to_end_on_a_tiny_run(tmp_path, capsys):
             "--heads", "1", "--head-dim", "4", "--out", str(tmp_path)]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "dense         n=16      sdpa" in out and "wrote" in out
+    assert "dense          n=16      sdpa" in out and "wrote" in out
     data = json.loads((tmp_path / "results.json").read_text())
     sdpa = next(r for r in data["results"] if r["method"] == "sdpa")
     assert sdpa["seconds"] > 0 and sdpa["max_abs_err"] < 1e-5
     assert {p.name for p in tmp_path.iterdir()} == {"results.json", "results.md", "time_vs_n.png"}
+
+
+def test_cli_unknown_suite_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench, "run_cell", lambda spec, timeout: pytest.fail("ran a cell"))
+    assert main(["bench", "--suites", "window-ceilin", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "got window-ceilin" in err and len(err.splitlines()) == 1
+
+
+def test_interleaved_suites_plan_one_cell_per_size():
+    plan = BenchConfig(suites=("window-ceiling", "gqa"), sizes=(64,)).plan()
+    assert plan == [("window-ceiling", "interleaved", 64), ("gqa", "interleaved", 64)]
+    assert BenchConfig(quick=True, suites=("decode",)).plan() == [("decode", "interleaved", 1024)]
+
+
+def test_packed_lengths_cover_n():
+    for n in (1, 7, 64, 8192):
+        lengths = interleaved.packed_lengths(n)
+        assert sum(lengths) == n and min(lengths) >= 1
+
+
+def test_ceiling_targets():
+    """The issue's window targets come from the interleaved suite's rows at n = 16384."""
+    rows = [
+        dict(suite="window-ceiling", method="matmul", n=16384, seconds=1.0, flops=100e9),
+        dict(suite="window-ceiling", method="window", n=16384, seconds=1.0, flops=70e9),
+        dict(suite="window-ceiling", method="window fwd+bwd", n=16384, seconds=3.5, flops=1.0),
+        dict(suite="window-ceiling", method="flex", n=16384, seconds=2.0, flops=1.0),
+        dict(suite="window-ceiling", method="local-attention", n=16384, seconds=4.0, flops=1.0),
+    ]
+    found = {t["target"]: t for t in bench.targets(rows)}
+    pct = found["window n=16384 fwd: % of the matmul rate ≥ 65"]
+    assert pct["measured"] == pytest.approx(70.0) and pct["met"] is True
+    assert found["window n=16384 fwd: / flex ≤ 0.8 (interleaved)"]["met"] is True  # 0.5
+    assert found["… / local-attention ≤ 0.2 (interleaved)"]["met"] is False  # 0.25
+    assert found["window n=16384: fwd+bwd / fwd ≤ 3"]["measured"] == 3.5
+
+
+def _no_flex(q, k, v):
+    raise ImportError("no flex here")  # compiling it costs ~20 s: not in a unit test
+
+
+@pytest.mark.parametrize("suite", list(interleaved.INTERLEAVED))
+def test_interleaved_suite_at_tiny_size(suite, monkeypatch):
+    """Every interleaved suite runs end to end (a forked cell) at a tiny size: one row per
+    method, each timed (or an error row for a missing peer), results equal to the reference."""
+    monkeypatch.setattr(interleaved, "_flex", _no_flex)
+    config = BenchConfig(suites=(suite,), sizes=(48,), threads=1, repeat=1, heads=4, head_dim=8)
+    result = bench.run(config)
+    rows = [r for r in result.results if r["suite"] == suite]
+    assert len(rows) >= 2, rows
+    timed = [r for r in rows if "seconds" in r]
+    assert all(r["seconds"] > 0 and r["n"] == 48 for r in timed)
+    errors = {r["method"]: r["error"] for r in rows if "error" in r}
+    if suite == "window-ceiling":
+        assert errors == {"flex": "ImportError: no flex here"}
+        methods = {r["method"] for r in timed}
+        assert {"matmul", "window", "window fwd+bwd"} <= methods
+        assert next(r for r in timed if r["method"] == "window")["max_abs_err"] < 1e-5
+    else:
+        assert not errors
+        assert timed[0]["max_abs_err"] < 1e-5
+    assert f"| 48 | {timed[0]['method']} |" in bench.tables(result.results)

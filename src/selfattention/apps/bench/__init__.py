@@ -6,6 +6,8 @@
 
 Every cell (suite, method, n) runs in a fresh forked process on the same seeded inputs; see
 :mod:`selfattention.apps.bench.cells` for what is measured and :mod:`.report` for the tables.
+The interleaved suites (:mod:`.interleaved`: window-ceiling, decode, stream, packed, gqa) time
+all their methods in turn in one such process, so load hits them alike.
 ``selfattention bench`` and ``benchmarks/bench.py`` are thin adapters over :func:`run`.
 """
 
@@ -89,10 +91,13 @@ def run(config: BenchConfig, progress: Callable[[dict[str, Any]], None] | None =
             threads=config.threads,
             repeat=config.repeat,
         )
-        row = {**run_cell(spec, config.timeout), "suite": suite, "method": method, "n": n}
-        results.append(row)
-        if progress is not None:
-            progress(row)
+        measured = run_cell(spec, config.timeout)
+        # An interleaved suite's cell comes back as one row per method it timed.
+        for one in measured.get("rows") or [measured]:
+            row = {"method": method, **one, "suite": suite, "n": n}
+            results.append(row)
+            if progress is not None:
+                progress(row)
     meta = dict(
         threads=config.threads,
         heads=config.heads,

@@ -14,7 +14,7 @@ import multiprocessing as mp
 import time
 from typing import Any
 
-from selfattention.apps.bench.config import WINDOW
+from selfattention.apps.bench.config import INTERLEAVED_METHOD, WINDOW
 
 __all__ = ["flops", "keys_attended", "run_cell"]
 
@@ -113,6 +113,11 @@ def _cell(spec: dict[str, Any]) -> dict[str, Any]:
     from selfattention.apps.measure import PeakRSS
 
     torch.set_num_threads(spec["threads"])
+    if spec["method"] == INTERLEAVED_METHOD:  # every method of the suite, in turn, here
+        from selfattention.apps.bench.interleaved import measure
+
+        args = (spec["n"], spec["heads"], spec["head_dim"], spec["repeat"])
+        return {"rows": measure(spec["suite"], *args)}
     memory = PeakRSS()  # VmHWM reset to the current RSS, before the inputs are built
     n, h, d, suite, name = spec["n"], spec["heads"], spec["head_dim"], spec["suite"], spec["method"]
     count = flops(suite, n, h, d)
@@ -177,7 +182,8 @@ def run_cell(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Measure one cell in a forked child; a failure comes back as ``{"error": why}``.
 
     ``spec``: suite, method, n, heads, head_dim, threads, repeat. Returns the measurement:
-    seconds (median), flops, peak_mb, compile_s, and for attention max_abs_err and io_mb.
+    seconds (median), flops, peak_mb, compile_s, and for attention max_abs_err and io_mb;
+    for an interleaved suite's cell, ``{"rows": [one such dict per method, with "method"]}``.
     """
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)

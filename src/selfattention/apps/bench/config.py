@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["FULL", "LIMITS", "QUICK", "SUITES", "WINDOW", "BenchConfig"]
+__all__ = ["FULL", "INTERLEAVED_METHOD", "LIMITS", "QUICK", "SUITES", "WINDOW", "BenchConfig"]
 
 WINDOW = 128  # the window suites' band: query i sees keys i-128 … i+128
 SUITES: dict[str, tuple[str, str]] = {
@@ -17,7 +17,14 @@ SUITES: dict[str, tuple[str, str]] = {
     "window": (f"window ±{WINDOW}, forward", "sdpa-band"),
     "window-train": (f"window ±{WINDOW}, forward + backward", "sdpa-band"),
     "relu-sum": ("ReLU and sum normalisation, forward", "sdpa"),
+    # Interleaved suites (apps.bench.interleaved): every method in one process, in turn.
+    "window-ceiling": (f"window ±{WINDOW} against the matmul ceiling, interleaved", "window"),
+    "decode": ("one decode step with a KV cache against recomputing, interleaved", "cached step"),
+    "stream": ("streaming window (32, 32) attention on generated frames", "100 ms chunks"),
+    "packed": ("packed (cu_seqlens) against padded causal batches, interleaved", "padded"),
+    "gqa": ("grouped-query attention against SDPA enable_gqa, interleaved", "sdpa enable_gqa"),
 }
+INTERLEAVED_METHOD = "interleaved"  # the one cell of an interleaved suite at each n
 # suite: (sizes n, methods); "matmul" is the machine's ceiling, a plain matmul of equal FLOPs.
 FULL: dict[str, tuple[list[int], list[str]]] = {
     "dense": ([1024, 2048, 4096, 8192, 16384], ["auto", "chunked", "sdpa", "math", "matmul"]),
@@ -30,12 +37,22 @@ FULL: dict[str, tuple[list[int], list[str]]] = {
         ["window", "sdpa-band", "flex", "local-attention", "math", "matmul"],
     ),
     "relu-sum": ([4096, 16384], ["chunked-relu", "chunked-sum", "math-relu", "sdpa", "matmul"]),
+    "window-ceiling": ([16384], [INTERLEAVED_METHOD]),
+    "decode": ([4096], [INTERLEAVED_METHOD]),
+    "stream": ([6000], [INTERLEAVED_METHOD]),  # 60 s of 10 ms frames
+    "packed": ([8192], [INTERLEAVED_METHOD]),
+    "gqa": ([4096], [INTERLEAVED_METHOD]),
 }
 QUICK: dict[str, tuple[list[int], list[str]]] = {
     "dense": ([2048], ["auto", "chunked", "sdpa", "math", "matmul"]),
     "window": ([4096], ["window", "sdpa-band", "flex", "local-attention", "matmul"]),
     "window-train": ([4096], ["window", "sdpa-band", "matmul"]),
     "relu-sum": ([2048], ["chunked-relu", "chunked-sum", "sdpa", "matmul"]),
+    "window-ceiling": ([4096], [INTERLEAVED_METHOD]),
+    "decode": ([1024], [INTERLEAVED_METHOD]),
+    "stream": ([1000], [INTERLEAVED_METHOD]),
+    "packed": ([2048], [INTERLEAVED_METHOD]),
+    "gqa": ([1024], [INTERLEAVED_METHOD]),
 }
 # Sizes past which a method is skipped (memory or minutes): n² weights, n² masks, peers' limits.
 LIMITS: dict[str, int] = {
@@ -62,7 +79,8 @@ class BenchConfig:
         quick: the ``QUICK`` plan (one size per suite) instead of ``FULL``.
         sizes: override every suite's n sweep (each n >= 1).
         threads: torch threads in each cell (>= 1).
-        repeat: timed repeats per cell, the median is reported (>= 1).
+        repeat: timed repeats per cell, the median is reported (>= 1); in the interleaved
+            suites, rounds of every method in turn, each method's best is reported.
         heads, head_dim: the inputs' h and d (>= 1).
         timeout: seconds a cell may take before it is killed (> 0).
 

@@ -31,31 +31,36 @@ def tables(results: list[dict[str, Any]]) -> str:
             f"### {title}",
             "",
             "| n | method | time (s) | × " + ref_method + " | GFLOP/s | % of matmul | peak MB "
-            "| max abs err | compile (s) |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| max abs err | compile (s) | note |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for n in sorted({r["n"] for r in rows}):
             cell = {r["method"]: r for r in rows if r["n"] == n}
             ref = cell.get(ref_method, {}).get("seconds")
             ceiling = cell.get("matmul", {})
-            ceiling_rate = (
-                ceiling["flops"] / ceiling["seconds"] / 1e9 if "seconds" in ceiling else None
-            )
+            ceiling_rate = _rate(ceiling) if "seconds" in ceiling else None
             for method, r in cell.items():
                 if "error" in r:
                     error = r["error"] if len(r["error"]) < 90 else r["error"][:87] + "..."
-                    lines.append(f"| {n} | {method} | {error} | | | | | | |")
+                    lines.append(f"| {n} | {method} | {error} | | | | | | | |")
                     continue
-                rate = r["flops"] / r["seconds"] / 1e9
+                rate = _rate(r)
                 ratio = r["seconds"] / ref if ref else None
-                pct = 100 * rate / ceiling_rate if ceiling_rate else None
+                pct = 100 * rate / ceiling_rate if ceiling_rate and rate else None
+                peak = r.get("peak_mb")
                 lines.append(
-                    f"| {n} | {method} | {r['seconds']:.4g} | {_fmt(ratio)} | {rate:.1f} | "
-                    f"{_fmt(pct)} | {r['peak_mb']:.0f} | {_fmt(r.get('max_abs_err'), 2)} | "
-                    f"{_fmt(r.get('compile_s'))} |"
+                    f"| {n} | {method} | {r['seconds']:.4g} | {_fmt(ratio)} | "
+                    f"{_fmt(rate and round(rate, 1), 4)} | {_fmt(pct)} | "
+                    f"{_fmt(peak and round(peak))} | {_fmt(r.get('max_abs_err'), 2)} | "
+                    f"{_fmt(r.get('compile_s'))} | {r.get('note', '')} |"
                 )
         lines.append("")
     return "\n".join(lines)
+
+
+def _rate(r: dict[str, Any]) -> float | None:
+    """GFLOP/s of a timed row, None for rows without a FLOP count (decode, stream, packed)."""
+    return r["flops"] / r["seconds"] / 1e9 if r.get("flops") else None
 
 
 def _get(results, suite, method, n, key="seconds"):
@@ -92,6 +97,7 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 met=peak / io <= 4.0,
             )
         )
+    _ceiling_targets(results, out, ratio)
     for norm in ("relu", "sum"):
         for n in (16384, 4096):
             t = _get(results, "relu-sum", f"chunked-{norm}", n)
@@ -109,6 +115,27 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
             break
     return out
+
+
+def _ceiling_targets(results, out: list[dict[str, Any]], ratio) -> None:
+    """Issue 12's window targets at n = 16384, from the interleaved ``window-ceiling`` suite."""
+    suite, n = "window-ceiling", 16384
+    window = next(
+        (r for r in results if (r["suite"], r["method"], r["n"]) == (suite, "window", n)), None
+    )
+    ceiling = next(
+        (r for r in results if (r["suite"], r["method"], r["n"]) == (suite, "matmul", n)), None
+    )
+    if window and ceiling and "seconds" in window and "seconds" in ceiling:
+        pct = 100 * _rate(window) / _rate(ceiling)
+        out.append(
+            dict(target="window n=16384 fwd: % of the matmul rate ≥ 65", measured=pct,
+                 bound=65, met=pct >= 65)
+        )  # fmt: skip
+    flex = "flex" if _get(results, suite, "flex", n) else "flex (uncompiled)"
+    ratio(suite, "window", flex, n, 0.8, f"window n=16384 fwd: / {flex} ≤ 0.8 (interleaved)")
+    ratio(suite, "window", "local-attention", n, 0.2, "… / local-attention ≤ 0.2 (interleaved)")
+    ratio(suite, "window fwd+bwd", "window", n, 3.0, "window n=16384: fwd+bwd / fwd ≤ 3")
 
 
 def markdown(meta: dict[str, Any], results: list[dict[str, Any]], found: list[dict]) -> str:

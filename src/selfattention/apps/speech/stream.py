@@ -82,10 +82,12 @@ def stream_table(
     config: StreamConfig,
     root: str | Path | None = None,
     progress: Callable[[dict], None] | None = None,
+    frames: torch.Tensor | None = None,
 ) -> list[dict]:
     """One row per chunk size: rtf, latency_median_ms, latency_p95_ms, delay_ms, max_error,
-    frames, chunks, seconds (audio). ``root``: the data set folder (default: ``speech``)."""
-    frames = stream_frames(root)[None]  # (1, n, 80)
+    frames, chunks, seconds (audio). ``root``: the data set folder (default: ``speech``);
+    ``frames`` (n, 80): stream these instead (e.g. generated ones for a benchmark)."""
+    frames = (stream_frames(root) if frames is None else frames)[None]  # (1, n, 80)
     torch.manual_seed(0)
     attn = SelfAttention(
         frames.shape[-1], config.heads, head_dim=config.head_dim, window=config.window

@@ -73,15 +73,44 @@ def _block(t: Tensor | None, q: tuple[int, int], k: tuple[int, int]) -> Tensor |
     return t
 
 
-def _gather(x: Tensor, segs: Segments) -> Tensor:
-    """Equal-length sequences of x (b, h, T, d) as one batch (n·b, h, L, d), sequence-major."""
-    if len(segs) == 1:
-        return x[:, :, segs[0][0] : segs[0][1]]
+class _Layout:
+    """Sequences reordered so that each (query length, key length) bucket is one contiguous run:
+    one gather of q, k, v before (``sort``), one of the outputs after (``unsort``), and every
+    bucket a view of the sorted tensors (a copy per bucket would cost O(buckets · T))."""
+
+    def __init__(self, segs: Segments, order: list[int], total: int, device) -> None:
+        self.offsets: dict[int, int] = {}
+        pos = 0
+        for t in order:
+            self.offsets[t] = pos
+            pos += segs[t][1] - segs[t][0]
+        perm = torch.cat([torch.arange(*segs[t], device=device) for t in order])
+        identity = perm.numel() == total and bool(
+            (perm == torch.arange(total, device=device)).all()
+        )
+        self.perm = None if identity else perm
+        if not identity:
+            self.inverse = torch.empty_like(perm)
+            self.inverse[perm] = torch.arange(perm.numel(), device=device)
+
+    def sort(self, x: Tensor) -> Tensor:
+        return x if self.perm is None else x.index_select(2, self.perm)
+
+    def unsort(self, x: Tensor) -> Tensor:
+        return x if self.perm is None else x.index_select(2, self.inverse)
+
+
+def _batch(x: Tensor, start: int, n: int, length: int) -> Tensor:
+    """n sequences of ``length`` from ``start`` of x (b, h, T, d) as (n·b, h, length, d)."""
     b, h, _, d = x.shape
-    n, length = len(segs), segs[0][1] - segs[0][0]
-    idx = torch.cat([torch.arange(a, e, device=x.device) for a, e in segs])
-    g = x.index_select(2, idx).view(b, h, n, length, d)
+    g = x[:, :, start : start + n * length].reshape(b, h, n, length, d)
     return g.permute(2, 0, 1, 3, 4).reshape(n * b, h, length, d)
+
+
+def _unbatch(y: Tensor, n: int, b: int) -> Tensor:
+    """(n·b, h, L, d) -> (b, h, n·L, d), the inverse of ``_batch``."""
+    _, h, length, d = y.shape
+    return y.reshape(n, b, h, length, d).permute(1, 2, 0, 3, 4).reshape(b, h, n * length, d)
 
 
 def _gather_blocks(t: Tensor | None, qs: Segments, ks: Segments, b: int) -> Tensor | None:
@@ -92,11 +121,6 @@ def _gather_blocks(t: Tensor | None, qs: Segments, ks: Segments, b: int) -> Tens
     if len(blocks) == 1 or (t.shape[2] == 1 and t.shape[3] == 1):
         return blocks[0]
     return torch.cat([x.expand(b, *x.shape[1:]) for x in blocks])
-
-
-def _part(x: Tensor | None, n: int, b: int, s: int) -> Tensor | None:
-    """Sequence s of a batch (n·b, ...) gathered by ``_gather``."""
-    return None if x is None else x.reshape(n, b, *x.shape[1:])[s]
 
 
 def serve(call: AttentionCall, q_segs: Segments, k_segs: Segments, serve_one: Serve) -> Result:
@@ -115,33 +139,38 @@ def serve(call: AttentionCall, q_segs: Segments, k_segs: Segments, serve_one: Se
             )
         if q1 > q0:
             buckets.setdefault((q1 - q0, k1 - k0), []).append(t)
-    results: dict[int, tuple[Tensor, Tensor | None, Tensor | None]] = {}
+    order = [t for members in buckets.values() for t in members]
+    q_layout = _Layout(q_segs, order, call.q_len, call.q.device)
+    k_layout = _Layout(k_segs, order, call.k_len, call.q.device)
+    q, k, v = q_layout.sort(call.q), k_layout.sort(call.k), k_layout.sort(call.v)
+    outs: list[Tensor] = []
+    stats: list[Tensor] = []
+    weights = None
+    if call.return_weights:
+        weights = call.q.new_zeros(b, call.q.shape[1], call.q_len, call.k_len)
     for (nq, nk), members in buckets.items():
+        n, q0, k0 = len(members), q_layout.offsets[members[0]], k_layout.offsets[members[0]]
         qs = [q_segs[t] for t in members]
         ks = [k_segs[t] for t in members]
         window = None if call.window is None else _masks.clamp_window(call.window, nq, nk)
         sub = replace(
             call,
-            q=_gather(call.q, qs),
-            k=_gather(call.k, ks),
-            v=_gather(call.v, ks),
+            q=_batch(q, q0, n, nq),
+            k=_batch(k, k0, n, nk),
+            v=_batch(v, k0, n, nk),
             mask=_gather_blocks(call.mask, qs, ks, b),
             bias=_gather_blocks(call.bias, qs, ks, b),
             window=window,
         )
         r = serve_one(sub)
-        for s, t in enumerate(members):
-            results[t] = tuple(_part(x, len(members), b, s) for x in r)
-    order = sorted(results)
-    out = torch.cat([results[t][0] for t in order], dim=2)
-    stat = None
-    if results[order[0]][2] is not None:
-        stat = torch.cat([results[t][2] for t in order], dim=2)
-    weights = None
-    if call.return_weights:
-        first = results[order[0]][1]
-        weights = first.new_zeros(b, call.q.shape[1], call.q_len, call.k_len)
-        for t in order:
-            (q0, q1), (k0, k1) = q_segs[t], k_segs[t]
-            weights[:, :, q0:q1, k0:k1] = results[t][1]
+        outs.append(_unbatch(r.out, n, b))
+        if r.stat is not None:
+            stats.append(_unbatch(r.stat, n, b))
+        if weights is not None:
+            w = r.weights.reshape(n, b, *r.weights.shape[1:])
+            for s, t in enumerate(members):
+                (a, e), (c, f) = q_segs[t], k_segs[t]
+                weights[:, :, a:e, c:f] = w[s]
+    out = q_layout.unsort(torch.cat(outs, dim=2))
+    stat = q_layout.unsort(torch.cat(stats, dim=2)) if stats else None
     return Result(out, weights, stat)

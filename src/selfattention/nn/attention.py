@@ -51,27 +51,53 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(b, n, h * d)
 
 
-def _packed_positions(positions, q, k, cu_q, cu_k):
-    """``positions.attend`` per packed sequence, so positions restart at 0 in each.
+def _pad_layout(segs: list[tuple[int, int]], device) -> tuple[Tensor, Tensor]:
+    """Index (s, L_max) of each sequence's tokens in the packed axis (0 past its end), and
+    which entries are real."""
+    starts = torch.tensor([a for a, _ in segs], device=device)
+    lens = torch.tensor([e - a for a, e in segs], device=device)
+    pos = torch.arange(int(lens.max()), device=device)
+    valid = pos[None] < lens[:, None]
+    return torch.where(valid, starts[:, None] + pos[None], 0), valid
 
-    Rotary turns each sequence's q and k from position 0 (concatenated back); a position bias
-    (ALiBi) is each sequence's own, placed block-diagonally (-inf across sequences, a block the
-    packed kernels never visit anyway).
+
+def _unpack(x: Tensor, idx: Tensor) -> Tensor:
+    """(b, h, T, d) packed -> (b·s, h, L_max, d), each sequence from position 0."""
+    b, h, _, d = x.shape
+    s, n = idx.shape
+    # index_select, not x[..., idx]: its backward is an index_add, not a sorting index_put
+    g = x.index_select(2, idx.reshape(-1)).view(b, h, s, n, d)
+    return g.permute(0, 2, 1, 3, 4).reshape(b * s, h, n, d)
+
+
+def _repack(y: Tensor, valid: Tensor, b: int) -> Tensor:
+    """(b·s, h, L_max, d) -> (b, h, T, d): the real entries, sequence after sequence."""
+    y = y.view(b, valid.shape[0], *y.shape[1:]).permute(0, 2, 1, 3, 4)  # (b, h, s, L_max, d)
+    y = y.reshape(*y.shape[:2], -1, y.shape[-1])  # (b, h, s·L_max, d)
+    return y.index_select(2, valid.reshape(-1).nonzero().squeeze(1))
+
+
+def _packed_positions(positions, q, k, cu_q, cu_k):
+    """``positions.attend`` on packed sequences, positions restarting at 0 in each.
+
+    One call over the sequences laid out side by side (b·s, h, L_max, d) (position encodings
+    act per position, so the entries past a sequence's end are computed and dropped; no score
+    is); a position bias (ALiBi, a function of i - j) gives each sequence its top-left block,
+    placed block-diagonally (-inf across sequences, blocks the packed kernels never visit).
     """
     q_segs = _packed.check_cu_seqlens(cu_q, q.shape[2])
     k_segs = _packed.check_cu_seqlens(cu_q if cu_k is None else cu_k, k.shape[2], "cu_seqlens_k")
-    qs, ks, biases = [], [], []
-    for (q0, q1), (k0, k1) in zip(q_segs, k_segs, strict=False):
-        qq, kk, bb = positions.attend(q[:, :, q0:q1], k[:, :, k0:k1])
-        qs.append(qq)
-        ks.append(kk)
-        biases.append(bb)
-    bias = None
-    if biases[0] is not None:
-        bias = biases[0].new_full((*biases[0].shape[:2], q.shape[2], k.shape[2]), float("-inf"))
-        for (q0, q1), (k0, k1), bb in zip(q_segs, k_segs, biases, strict=False):
-            bias[:, :, q0:q1, k0:k1] = bb
-    return torch.cat(qs, dim=2), torch.cat(ks, dim=2), bias
+    qi, qv = _pad_layout(q_segs, q.device)
+    ki, kv = _pad_layout(k_segs, k.device)
+    b = q.shape[0]
+    pq, pk, bias = positions.attend(_unpack(q, qi), _unpack(k, ki))
+    q, k = _repack(pq, qv, b), _repack(pk, kv, b)
+    if bias is None:
+        return q, k, None
+    dense = bias.new_full((*bias.shape[:2], q.shape[2], k.shape[2]), float("-inf"))
+    for (q0, q1), (k0, k1) in zip(q_segs, k_segs, strict=True):
+        dense[:, :, q0:q1, k0:k1] = bias[:, :, : q1 - q0, : k1 - k0]
+    return q, k, dense
 
 
 class SelfAttention(nn.Module):

@@ -225,14 +225,16 @@ class TextModel(nn.Module):
         """(b, n, d) with padding -> (b, n, d): the real tokens of each sentence, end to end
         (1, T, d), through the encoder with ``cu_seqlens``; zeros at padding positions."""
         lengths = real.sum(1).tolist()
-        packed = x[real][None]  # (1, T, d), sentence by sentence in order
-        if packed.shape[1] == 0:
+        b, n, d = x.shape
+        idx = real.reshape(-1).nonzero().squeeze(1)  # (T,), sentence by sentence in order
+        if idx.numel() == 0:
             return torch.zeros_like(x)
+        packed = x.reshape(b * n, d).index_select(0, idx)[None]  # (1, T, d)
         cu = [0]
-        for n in lengths:
-            cu.append(cu[-1] + n)
+        for length in lengths:
+            cu.append(cu[-1] + length)
         h = self.encoder(packed, cu_seqlens=cu).last_hidden_state[0]  # (T, d)
-        return x.new_zeros(x.shape).masked_scatter(real[..., None], h)
+        return x.new_zeros(b * n, d).index_copy(0, idx, h).view(b, n, d)
 
     def _pool(self, h: Tensor, real: Tensor) -> Tensor:
         """(b, n, d) token vectors -> (b, d) ((b, 2d) for mean+max), padding left out."""

@@ -157,3 +157,27 @@ def test_module_kv_heads():
     torch.testing.assert_close(out, m.out_proj(o.transpose(1, 2).reshape(2, 5, 24)))
     with pytest.raises(ValueError, match="kv_heads"):
         sa.nn.SelfAttention(24, heads=6, kv_heads=4)
+
+
+@pytest.mark.parametrize("backend", ["tiles", "math"])
+def test_neighborhood_grouped(backend, monkeypatch):
+    """2-D neighbourhoods (the tiles backend) with grouped k/v: repeated reference, no k/v copy."""
+    q = randn(1, 4, 36, 4, seed=1)
+    k, v = randn(1, 2, 36, 4, seed=2), randn(1, 2, 36, 4, seed=3)
+    seen = []
+    original = REGISTRY[backend]
+
+    def spy(call):
+        seen.append(call.k.data_ptr() == k.data_ptr() and call.v.data_ptr() == v.data_ptr())
+        return original.forward(call)
+
+    monkeypatch.setitem(REGISTRY, backend, dataclasses.replace(original, forward=spy))
+    out, w = sa.functional.neighborhood_attention(
+        q, k, v, (6, 6), 3, backend=backend, return_weights=True
+    )
+    assert seen and all(seen)
+    ref, ref_w = sa.functional.neighborhood_attention(
+        q, repeat_kv(k, 2), repeat_kv(v, 2), (6, 6), 3, backend="math", return_weights=True
+    )
+    torch.testing.assert_close(out, ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(w, ref_w, atol=1e-12, rtol=0)

@@ -23,8 +23,9 @@ from __future__ import annotations
 from torch import Tensor
 
 from selfattention.functional import backends as _backends
+from selfattention.functional import grouped as _grouped
 from selfattention.functional import weights as _weights
-from selfattention.functional.backends.base import Dispatch
+from selfattention.functional.backends.base import Dispatch, Result
 from selfattention.functional.backends.tiles import tile_cost
 from selfattention.functional.call import AttentionCall, check_backend, make_call
 from selfattention.functional.masks import Neighborhood, check_grid, neighborhood_start
@@ -92,7 +93,7 @@ def explain_neighborhood_dispatch(
     Validates the arguments as ``neighborhood_attention`` does, without computing anything.
     """
     call = _call(q, k, v, grid, kernel_size, scale, normalize, return_weights, backend, tile)
-    return _choose(call, backend)
+    return _choose(_grouped.split(call)[0] if call.groups > 1 else call, backend)
 
 
 def neighborhood_attention(
@@ -114,7 +115,8 @@ def neighborhood_attention(
         O_p = normalize( scale · q_p K_N(p)ᵀ ) V_N(p),   N(p) = the k × k patches around p
 
     Args:
-        q, k, v: (b, h, H·W, d), (b, h, H·W, d), (b, h, H·W, e), patches flattened row-major.
+        q, k, v: (b, h, H·W, d), (b, h_kv, H·W, d), (b, h_kv, H·W, e), patches flattened
+            row-major; h_kv may divide h (grouped-query: query head i reads kv head i // (h/h_kv)).
         grid: (H, W). kernel_size: k (≤ H and ≤ W); neighbourhoods shift inward at the borders.
         scale: default 1/√d. normalize: "softmax" | "sum" | "relu".
         return_weights: also return the (b, h, n, n) weights (math keeps them; tiles's are
@@ -131,14 +133,18 @@ def neighborhood_attention(
     call = _call(
         q, k, v, grid, kernel_size, scale, normalize, return_weights, backend, tile, return_stats
     )
-    chosen = _choose(call, backend).chosen
-    result = _backends.REGISTRY[chosen].forward(call)
+
+    def serve_one(c: AttentionCall) -> Result:
+        result = _backends.REGISTRY[_choose(c, backend).chosen].forward(c)
+        if c.return_weights and result.weights is None:
+            # tiles keeps no weights: rebuild them, row block by row block
+            result = result._replace(weights=_weights.rebuild(c, result.stat))
+        return result
+
+    result = _grouped.serve(call, serve_one)  # k/v with fewer heads: per group member
     extras: list = []
     if return_weights:
-        weights = result.weights
-        if weights is None:  # tiles keeps no weights: rebuild them, row block by row block
-            weights = _weights.rebuild(call, result.stat)
-        extras.append(weights)
+        extras.append(result.weights)
     if return_stats:
         extras.append(from_kernel(call.normalize, result.stat))
     return (result.out, *extras) if extras else result.out

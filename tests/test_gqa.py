@@ -181,3 +181,18 @@ def test_neighborhood_grouped(backend, monkeypatch):
     )
     torch.testing.assert_close(out, ref, atol=1e-12, rtol=0)
     torch.testing.assert_close(w, ref_w, atol=1e-12, rtol=0)
+
+
+def test_module_kv_heads_cache_and_stream():
+    """Grouped heads step by step (KVCache holds h_kv heads) and streamed: equal to offline."""
+    torch.manual_seed(0)
+    rot = sa.nn.RotaryPositions(4)
+    m = sa.nn.SelfAttention(16, heads=4, kv_heads=2, causal=True, positions=rot).double()
+    x = randn(2, 9, 16, seed=8)
+    cache = sa.nn.KVCache()
+    steps = [m(x[:, :5], cache=cache)] + [m(x[:, t : t + 1], cache=cache) for t in range(5, 9)]
+    torch.testing.assert_close(torch.cat(steps, 1), m(x), atol=1e-12, rtol=0)
+    w = sa.nn.SelfAttention(16, heads=4, kv_heads=1, window=(2, 1)).double()
+    stream = w.stream()
+    chunks = [stream.push(x[:, i : i + 3]) for i in range(0, 9, 3)] + [stream.flush()]
+    torch.testing.assert_close(torch.cat(chunks, 1), w(x), atol=1e-12, rtol=0)

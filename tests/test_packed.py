@@ -194,3 +194,9 @@ def test_text_model_packed_equals_padded(task, positions):
     if task == "tag":
         got, want = got[real], want[real]
     torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+
+
+def test_explain_dispatch_packed():
+    q, k, v = tensors()
+    d = sa.explain_dispatch(q, k, v, cu_seqlens=CU, window=(1, 1))
+    assert d.chosen in REGISTRY

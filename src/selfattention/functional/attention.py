@@ -150,6 +150,7 @@ def explain_dispatch(q: Tensor, k: Tensor, v: Tensor, **kwargs) -> _backends.Dis
     """Which backend ``attention(q, k, v, **kwargs)`` would take, why each other was refused,
     and (``return_weights=True``) how the weights are served (``Dispatch.weights``)."""
     backend = kwargs.pop("backend", "auto")
+    cu_q, cu_k = kwargs.pop("cu_seqlens", None), kwargs.pop("cu_seqlens_k", None)
     defaults = dict(
         mask=None,
         bias=None,
@@ -168,6 +169,10 @@ def explain_dispatch(q: Tensor, k: Tensor, v: Tensor, **kwargs) -> _backends.Dis
     if unknown:
         raise TypeError(f"unexpected argument(s) {sorted(unknown)}; expected {sorted(defaults)}")
     call = make_call(q, k, v, **{**defaults, **kwargs})
+    if cu_q is not None:  # packed: the first sequence's call stands for all
+        (q0, q1) = _packed.check_cu_seqlens(cu_q, call.q_len)[0]
+        (k0, k1) = _packed.check_cu_seqlens(cu_q if cu_k is None else cu_k, call.k_len)[0]
+        call = _packed.first(call, (q0, q1), (k0, k1))
     if call.groups > 1:  # grouped-query: the first group member's call stands for all
         call = _grouped.split(call)[0]
     return _backends.choose(call, backend)

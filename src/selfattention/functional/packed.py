@@ -25,7 +25,7 @@ from selfattention.functional import masks as _masks
 from selfattention.functional.backends.base import Result
 from selfattention.functional.call import AttentionCall
 
-__all__ = ["Segments", "check_cu_seqlens", "cu_seqlens", "serve"]
+__all__ = ["Segments", "check_cu_seqlens", "cu_seqlens", "first", "serve"]
 
 Serve = Callable[[AttentionCall], Result]
 Segments = list[tuple[int, int]]
@@ -121,6 +121,20 @@ def _gather_blocks(t: Tensor | None, qs: Segments, ks: Segments, b: int) -> Tens
     if len(blocks) == 1 or (t.shape[2] == 1 and t.shape[3] == 1):
         return blocks[0]
     return torch.cat([x.expand(b, *x.shape[1:]) for x in blocks])
+
+
+def first(call: AttentionCall, q: tuple[int, int], k: tuple[int, int]) -> AttentionCall:
+    """The call of one sequence (rows q[0]:q[1], keys k[0]:k[1]), for ``explain_dispatch``."""
+    nq, nk = q[1] - q[0], k[1] - k[0]
+    return replace(
+        call,
+        q=call.q[:, :, q[0] : q[1]],
+        k=call.k[:, :, k[0] : k[1]],
+        v=call.v[:, :, k[0] : k[1]],
+        mask=_block(call.mask, q, k),
+        bias=_block(call.bias, q, k),
+        window=None if call.window is None else _masks.clamp_window(call.window, nq, nk),
+    )
 
 
 def serve(call: AttentionCall, q_segs: Segments, k_segs: Segments, serve_one: Serve) -> Result:

@@ -101,6 +101,7 @@ def test_training_keeps_or_recomputes_the_weights(keep, monkeypatch):
     or recomputes them from the log-sum-exp (0); both equal the math path in float64, with
     return_lse's gradient too, and the kept weights are freed by backward."""
     monkeypatch.setattr(window, "KEEP_FACTOR", 2 if keep else 0)
+    window.Workspace.clear()
     plans = []
     monkeypatch.setattr(
         window, "WindowPlan", lambda call: plans.append(window_plan(call)) or plans[-1]
@@ -109,7 +110,8 @@ def test_training_keeps_or_recomputes_the_weights(keep, monkeypatch):
     q, k, v = randn(1, 2, n, 8, seed=1), randn(1, 2, n, 8, seed=2), randn(1, 2, n, 8, seed=3)
     assert_same(run("math", q, k, v, window=(9, 4)), run("window", q, k, v, window=(9, 4)))
     plan = plans[-1]
-    assert plan.can_keep is keep and plan.kept is None  # freed after backward
+    assert plan.can_keep is keep and plan.kept is None  # handed back after backward
+    assert (window.Workspace._spare is not None) is keep  # ... for the next call to reuse
     leaves = [t.clone().requires_grad_() for t in (q, k, v)]
     out, lse = sa.attention(*leaves, window=(9, 4), backend="window", return_lse=True)
     ref_leaves = [t.clone().requires_grad_() for t in (q, k, v)]
@@ -117,8 +119,10 @@ def test_training_keeps_or_recomputes_the_weights(keep, monkeypatch):
     assert float((lse - ref_lse).detach().abs().max()) < 1e-12
     (out.sum() + lse.sin().sum()).backward()
     (ref_out.sum() + ref_lse.sin().sum()).backward()
-    for a, b in zip(leaves, ref_leaves, strict=True):
+    for a, b in zip(leaves, ref_leaves, strict=True):  # the second call reused the buffer
         assert float((a.grad - b.grad).abs().max()) < 1e-10
+    window.Workspace.clear()
+    assert window.Workspace._spare is None
 
 
 def test_no_weights_kept_without_gradients_or_with_padding_rows():

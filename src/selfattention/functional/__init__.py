@@ -1,6 +1,15 @@
 """Torch attention: masks, normalisations, the backend registry and ``attention`` itself."""
 
-from selfattention.functional import backends, masks, neighborhood, normalize, stats, weights
+from selfattention.functional import (
+    backends,
+    grouped,
+    masks,
+    neighborhood,
+    normalize,
+    packed,
+    stats,
+    weights,
+)
 from selfattention.functional.attention import attention, explain_dispatch
 from selfattention.functional.call import AttentionCall
 from selfattention.functional.neighborhood import (
@@ -17,12 +26,14 @@ __all__ = [
     "backends",
     "explain_dispatch",
     "explain_neighborhood_dispatch",
+    "grouped",
     "masks",
     "merge_attention",
     "neighborhood",
     "neighborhood_attention",
     "neighborhood_mask",
     "normalize",
+    "packed",
     "stats",
     "weights",
 ]

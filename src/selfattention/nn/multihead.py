@@ -53,6 +53,9 @@ class MultiheadAttention(nn.Module):
         batch_first: inputs and outputs (N, L, E) instead of torch's default (L, N, E).
 
     Shapes: query (L, N, E) / (N, L, E) / unbatched (L, E); key (S, N, kdim); value (S, N, vdim).
+    Nested tensors (batch_first, sequences of their own lengths; no masks) are packed end to end
+    and attend sequence by sequence (``cu_seqlens``): outputs nested, weights None, as torch's
+    fast path. Shape errors are ``ShapeError``, both a ValueError and torch's AssertionError.
     """
 
     def __init__(

@@ -82,14 +82,15 @@ def workers() -> int:
     return max(1, torch.get_num_threads())
 
 
-def parallel(fn, parts: list) -> list:
+def parallel(fn, parts: list, threads: int | None = None) -> list:
     """Run ``fn(part)`` for each part on its own thread, each op single-threaded inside.
 
     Many small batched ops inside torch's own thread pool pay one barrier per op, and the
     barriers stall when the cores are shared; coarse parts per thread pay none. torch releases
-    the GIL inside its ops, so the threads run in parallel.
+    the GIL inside its ops, so the threads run in parallel. ``threads`` < len(parts): that many
+    threads take the parts in turn (a thread slowed by load then takes fewer).
     """
-    if len(parts) <= 1:
+    if len(parts) <= 1 or threads == 1:
         return [fn(p) for p in parts]
 
     def task(part):
@@ -99,7 +100,7 @@ def parallel(fn, parts: list) -> list:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+        with ThreadPoolExecutor(max_workers=min(len(parts), threads or len(parts))) as pool:
             return list(pool.map(task, parts))
     finally:
         torch.set_num_threads(before)

@@ -29,6 +29,7 @@ from selfattention.functional.call import AttentionCall
 from selfattention.functional.normalize import Softmax
 
 TILE_BYTES = 2**20  # scores of one group of blocks (measured best among 256 KB ... 4 MB)
+SLICES = 4  # parts per thread: threads take them in turn, so a core lost to load costs less
 KEEP_FACTOR = 2  # training keeps the weights when they fit in KEEP_FACTOR·bytes(q, k, v, out)
 
 
@@ -356,7 +357,8 @@ class WindowPlan:
                     maybe_empty=self.maybe_empty, count=count, rows=rows,
                 )  # fmt: skip
 
-        blk.parallel(part, blk.split(0, self.units, blk.workers()))
+        workers = blk.workers()
+        blk.parallel(part, blk.split(0, self.units, SLICES * workers), workers)
         return self.unflat_queries(out), self.unflat_queries(stat)
 
     def backward(self, q, k, v, bias, out, stat, dout, need_bias, delta):
@@ -400,12 +402,13 @@ class WindowPlan:
 
         # Part i adds into key blocks [start_i, stop_i + m - 1): parts of the same parity never
         # overlap when each part has at least m blocks, so evens run together, then odds.
-        n_parts = 1 if dbias is not None else 2 * blk.workers()
+        workers = blk.workers()
+        n_parts = 1 if dbias is not None else 2 * SLICES * workers
         parts = blk.split(0, self.units, n_parts)
         if any(b - a < m for a, b in parts):
             parts = [(0, self.units)]
-        blk.parallel(part, parts[0::2])
-        blk.parallel(part, parts[1::2])
+        blk.parallel(part, parts[0::2], workers)
+        blk.parallel(part, parts[1::2], workers)
         if kept is not None:
             Workspace.give(kept)
         return self.unflat_queries(dq), self.unflat_keys(dk), self.unflat_keys(dv), dbias

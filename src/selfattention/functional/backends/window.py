@@ -10,20 +10,24 @@ matmul against a strided *view* of the keys (b, h, G, m·B, d), no Python loop o
 
 Inside a span the band is one fixed (B, m·B) pattern; only the first and last blocks also drop
 keys outside 0 ... n_k - 1. Exact: equal to the math path with the window mask.
-Time O(b·h·n_q·(left + right + 2B)·d), memory O(b·h·n·d) plus one group of tiles;
-backward recomputes the tiles (no stored weights) and adds each span's dK, dV back in m slices.
+Time O(b·h·n_q·(left + right + 2B)·d), memory O(b·h·n·d) plus one group of tiles per thread.
+Each thread writes its tiles into one preallocated buffer and softmax runs in place over it.
+Backward adds each span's dK, dV back in m slices; for softmax over a plain band it uses the
+weights the training forward kept (O(b·h·n·span), taken only when that is at most
+KEEP_FACTOR × the bytes of q, k, v and out, in a buffer reused from call to call), otherwise it
+recomputes them from the row statistic.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import threading
 
 import torch
 from torch import Tensor
 
 from selfattention.functional.backends import _blocks as blk
+from selfattention.functional.backends._window_ops import Workspace, pad_axis, softmax_tile
 from selfattention.functional.backends.base import Backend, Result
 from selfattention.functional.call import AttentionCall
 from selfattention.functional.normalize import Softmax
@@ -31,81 +35,6 @@ from selfattention.functional.normalize import Softmax
 TILE_BYTES = 2**20  # scores of one group of blocks (measured best among 256 KB ... 4 MB)
 SLICES = 4  # parts per thread: threads take them in turn, so a core lost to load costs less
 KEEP_FACTOR = 2  # training keeps the weights when they fit in KEEP_FACTOR·bytes(q, k, v, out)
-
-
-def pad_axis(x: Tensor, axis: int, before: int, after: int, fill) -> Tensor:
-    """Pad (positive) or crop (negative) ``x`` along ``axis``; bool tensors too."""
-    n = x.shape[axis]
-    start, stop = max(0, -before), n - max(0, -after)
-    x = x.narrow(axis, start, max(0, stop - start))
-    before, after = max(0, before), max(0, after)
-    if before == 0 and after == 0:
-        return x
-    shape = list(x.shape)
-    shape[axis] = before + x.shape[axis] + after
-    out = torch.full(shape, fill, dtype=x.dtype, device=x.device)
-    out.narrow(axis, before, x.shape[axis]).copy_(x)
-    return out
-
-
-class Workspace:
-    """One spare buffer for the kept weights, reused by the next training call.
-
-    A fresh buffer of that size (150 MB at n = 16384, 8 heads, ±128) costs tens of thousands
-    of page faults on first touch, measured at ~10 % of a training step; training asks for the
-    same size at every step. Holds at most one buffer (the largest handed back);
-    ``Workspace.clear()`` frees it.
-    """
-
-    _spare: Tensor | None = None
-    _lock = threading.Lock()
-
-    @classmethod
-    def take(cls, shape: tuple[int, ...], like: Tensor) -> Tensor:
-        numel = math.prod(shape)
-        with cls._lock:
-            spare = cls._spare
-            fits = (
-                spare is not None
-                and spare.numel() >= numel
-                and spare.dtype == like.dtype
-                and spare.device == like.device
-            )
-            if fits:
-                cls._spare = None
-                return spare[:numel].view(shape)
-        return like.new_empty(shape)
-
-    @classmethod
-    def give(cls, buffer: Tensor) -> None:
-        base = (buffer if buffer._base is None else buffer._base).view(-1)  # the whole buffer
-        with cls._lock:
-            if cls._spare is None or cls._spare.numel() < base.numel():
-                cls._spare = base
-
-    @classmethod
-    def clear(cls) -> None:
-        with cls._lock:
-            cls._spare = None
-
-
-def softmax_tile(s: Tensor, v: Tensor, out: Tensor, stat: Tensor | None, maybe_empty: bool):
-    """out = softmax(s) v for a tile whose disallowed scores are already -inf; s is overwritten.
-
-    torch's softmax writes its result over s (one fused max/exp/sum/divide pass, no new tile);
-    the kernel statistic lse = max_j s - log max_j p needs the row max before that. Rows
-    without any key (all -inf) get out = 0 and the empty statistic +inf.
-    """
-    m = s.amax(-1, keepdim=True) if stat is not None or maybe_empty else None
-    torch.softmax(s, -1, out=s)
-    torch.bmm(s, v, out=out)
-    if stat is not None:
-        torch.sub(m, torch.log(s.amax(-1, keepdim=True)), out=stat)
-    if maybe_empty:
-        empty = torch.isneginf(m)
-        out.masked_fill_(empty, 0.0)
-        if stat is not None:
-            stat.masked_fill_(empty, float("inf"))
 
 
 def choose_block(left: int, right: int) -> int:

@@ -3,6 +3,7 @@
     selfattention bench --quick                       # about a minute
     selfattention bench --suites dense --sizes 512 --threads 1
     selfattention bench --suites window-ceiling       # window vs matmul, flex, local-attention
+    selfattention bench --suites ring --sizes 4096 16384   # 1, 2, 4 processes on loopback
 
 Writes results.json, results.md and time_vs_n.png to ``--out``. The engine is
 :mod:`selfattention.apps.bench`; this module turns argv into a ``BenchConfig``, prints each cell
@@ -33,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suites", nargs="*", help=f"of {', '.join(SUITES)} (default: all)")
     parser.add_argument("--sizes", nargs="*", type=int, help="override the n sweep (n >= 1)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per cell")
+    parser.add_argument(
+        "--worlds", nargs="*", type=int, help="ring suite: process counts (default: 1 2 4)"
+    )
 
 
 def config_from(args: argparse.Namespace) -> BenchConfig:
@@ -46,12 +50,15 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         heads=args.heads,
         head_dim=args.head_dim,
         timeout=args.timeout,
+        worlds=tuple(args.worlds) if args.worlds else (1, 2, 4),
     )
 
 
 def _show(row: dict) -> None:
     shown = row.get("error") or f"{row['seconds']:.4g} s"
-    if "peak_mb" in row:
+    if "sent_bytes" in row:
+        shown += f", sent {row['sent_bytes'] / 2**20:.4g} MiB/rank"
+    if "peak_mb" in row and "error" not in row:
         shown += f", peak {row['peak_mb']:.0f} MB"
     print(f"{row['suite']:14s} n={row['n']:<7d} {row['method']:16s} {shown}", flush=True)
 

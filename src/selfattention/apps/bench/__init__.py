@@ -8,6 +8,7 @@ Every cell (suite, method, n) runs in a fresh forked process on the same seeded 
 :mod:`selfattention.apps.bench.cells` for what is measured and :mod:`.report` for the tables.
 The interleaved suites (:mod:`.interleaved`: window-ceiling, decode, stream, packed, gqa) time
 all their methods in turn in one such process, so load hits them alike.
+The ``ring`` suite (:mod:`.ring`) spawns gloo groups of 1, 2 and 4 processes on loopback.
 ``selfattention bench`` and ``benchmarks/bench.py`` are thin adapters over :func:`run`.
 """
 
@@ -81,7 +82,10 @@ def run(config: BenchConfig, progress: Callable[[dict[str, Any]], None] | None =
     except ImportError:
         pass
     results = []
+    ring_sizes = sorted({n for suite, method, n in cells if method.startswith("P=")})
     for suite, method, n in cells:
+        if suite == "ring":  # spawned groups, one per world size, all sizes: measured below
+            continue
         spec = dict(
             suite=suite,
             method=method,
@@ -98,6 +102,11 @@ def run(config: BenchConfig, progress: Callable[[dict[str, Any]], None] | None =
             results.append(row)
             if progress is not None:
                 progress(row)
+    if ring_sizes:
+        from selfattention.apps.bench import ring
+
+        args = (config.worlds, ring_sizes, config.head_dim, config.repeat, config.timeout)
+        results += ring.measure(*args, progress=progress)
     meta = dict(
         threads=config.threads,
         heads=config.heads,

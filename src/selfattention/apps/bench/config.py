@@ -8,7 +8,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["FULL", "INTERLEAVED_METHOD", "LIMITS", "QUICK", "SUITES", "WINDOW", "BenchConfig"]
+__all__ = [
+    "FULL",
+    "INTERLEAVED_METHOD",
+    "LIMITS",
+    "QUICK",
+    "RING_METHOD",
+    "SUITES",
+    "WINDOW",
+    "BenchConfig",
+]
 
 WINDOW = 128  # the window suites' band: query i sees keys i-128 … i+128
 SUITES: dict[str, tuple[str, str]] = {
@@ -23,7 +32,10 @@ SUITES: dict[str, tuple[str, str]] = {
     "stream": ("streaming window (32, 32) attention on generated frames", "100 ms chunks"),
     "packed": ("packed (cu_seqlens) against padded causal batches, interleaved", "padded"),
     "gqa": ("grouped-query attention against SDPA enable_gqa, interleaved", "sdpa enable_gqa"),
+    # Spawned gloo groups on loopback (apps.bench.ring): its own table, see ring_report.
+    "ring": ("ring attention on 1, 2, 4 loopback processes: time, bytes, peak", "ring"),
 }
+RING_METHOD = "ring"  # cells ("ring", "P=<world>", n) and ("ring", "side-by-side", n)
 INTERLEAVED_METHOD = "interleaved"  # the one cell of an interleaved suite at each n
 # suite: (sizes n, methods); "matmul" is the machine's ceiling, a plain matmul of equal FLOPs.
 FULL: dict[str, tuple[list[int], list[str]]] = {
@@ -42,6 +54,7 @@ FULL: dict[str, tuple[list[int], list[str]]] = {
     "stream": ([6000], [INTERLEAVED_METHOD]),  # 60 s of 10 ms frames
     "packed": ([8192], [INTERLEAVED_METHOD]),
     "gqa": ([4096], [INTERLEAVED_METHOD]),
+    "ring": ([4096, 16384, 65536], [RING_METHOD]),
 }
 QUICK: dict[str, tuple[list[int], list[str]]] = {
     "dense": ([2048], ["auto", "chunked", "sdpa", "math", "matmul"]),
@@ -53,6 +66,7 @@ QUICK: dict[str, tuple[list[int], list[str]]] = {
     "stream": ([1000], [INTERLEAVED_METHOD]),
     "packed": ([2048], [INTERLEAVED_METHOD]),
     "gqa": ([1024], [INTERLEAVED_METHOD]),
+    "ring": ([2048], [RING_METHOD]),
 }
 # Sizes past which a method is skipped (memory or minutes): n² weights, n² masks, peers' limits.
 LIMITS: dict[str, int] = {
@@ -82,7 +96,9 @@ class BenchConfig:
         repeat: timed repeats per cell, the median is reported (>= 1); in the interleaved
             suites, rounds of every method in turn, each method's best is reported.
         heads, head_dim: the inputs' h and d (>= 1).
-        timeout: seconds a cell may take before it is killed (> 0).
+        timeout: seconds a cell may take before it is killed (> 0); in the ``ring`` suite,
+            seconds per n for each world size's processes, also their process-group timeout.
+        worlds: the ``ring`` suite's process counts P (each >= 1).
 
     Raises:
         ValueError: naming the option, what it got and what is allowed.
@@ -96,6 +112,7 @@ class BenchConfig:
     heads: int = 8
     head_dim: int = 64
     timeout: float = 600.0
+    worlds: tuple[int, ...] = (1, 2, 4)
 
     def __post_init__(self) -> None:
         if not self.suites:
@@ -117,14 +134,27 @@ class BenchConfig:
             raise ValueError(f"timeout (--timeout) must be > 0 seconds, got {self.timeout!r}")
         if not math.isfinite(self.timeout):
             raise ValueError(f"timeout (--timeout) must be finite, got {self.timeout!r}")
+        bad = [p for p in self.worlds if isinstance(p, bool) or not isinstance(p, int) or p < 1]
+        if bad or not self.worlds:
+            raise ValueError(
+                f"worlds (--worlds) must be process counts >= 1, got {list(self.worlds)}"
+            )
 
     def plan(self) -> list[tuple[str, str, int]]:
         """The cells to run, (suite, method, n), in order; methods past their ``LIMITS`` are
-        left out. Raises ValueError when nothing is left to run."""
+        left out; the ``ring`` suite is one cell per (P, n) and one side-by-side cell.
+        Raises ValueError when nothing is left to run."""
         table = QUICK if self.quick else FULL
         cells = []
         for suite in self.suites:
             sizes, methods = table[suite]
+            if suite == "ring":
+                from selfattention.apps.bench.ring import side_by_side_n
+
+                swept = list(self.sizes or sizes)
+                cells += [(suite, f"P={p}", n) for p in self.worlds for n in swept]
+                cells.append((suite, "side-by-side", side_by_side_n(swept)))
+                continue
             for n in self.sizes or sizes:
                 cells += [(suite, m, n) for m in methods if n <= LIMITS.get(m, math.inf)]
         if not cells:  # pragma: no cover - every suite has an unlimited method

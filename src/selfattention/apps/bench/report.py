@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from selfattention.apps.bench.config import SUITES
+from selfattention.apps.bench.ring_report import ring_table, ring_targets
 
 __all__ = ["markdown", "plot", "tables", "targets"]
 
@@ -26,6 +27,9 @@ def tables(results: list[dict[str, Any]]) -> str:
     for suite, (title, ref_method) in SUITES.items():
         rows = [r for r in results if r["suite"] == suite]
         if not rows:
+            continue
+        if suite == "ring":  # bytes and ranks, not FLOP rates: its own table
+            lines.append(ring_table(rows))
             continue
         lines += [
             f"### {title}",
@@ -98,6 +102,7 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
         )
     _ceiling_targets(results, out, ratio)
+    out += ring_targets([r for r in results if r["suite"] == "ring"])
     for norm in ("relu", "sum"):
         for n in (16384, 4096):
             t = _get(results, "relu-sum", f"chunked-{norm}", n)

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from selfattention.apps.vision.config import DATASET_DEFAULTS, DATASETS
-from selfattention.cli.tasks import epoch_printer, positive_float, positive_int, read_inputs
+from selfattention.cli.tasks import positive_float, positive_int, read_inputs, train_with_args
 
 __all__ = ["add_arguments", "evaluate", "predict", "train"]
 
@@ -128,14 +128,7 @@ def train(args: argparse.Namespace) -> dict:
     if args.checkpoint.exists() and not args.checkpoint.is_dir():
         raise ValueError(f"--checkpoint {args.checkpoint} is a file; give a folder")
     splits = load_dataset(args.dataset, root=args.data_dir, limit=args.limit)
-    return train_images(
-        config,
-        splits,
-        args.checkpoint,
-        resume=args.resume,
-        progress=args.progress,
-        on_epoch=epoch_printer(args.progress),
-    )
+    return train_with_args(train_images, config, splits, args)
 
 
 def evaluate(args: argparse.Namespace) -> dict:

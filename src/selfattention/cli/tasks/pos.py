@@ -12,7 +12,13 @@ from pathlib import Path
 
 from selfattention.apps.text import pos
 from selfattention.apps.training import write_metrics
-from selfattention.cli.tasks import epoch_printer, positive_float, positive_int, read_inputs
+from selfattention.cli.tasks import (
+    config_from_args,
+    positive_float,
+    positive_int,
+    read_inputs,
+    train_with_args,
+)
 
 __all__ = ["add_arguments", "evaluate", "predict", "train"]
 
@@ -59,37 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     )
 
 
-def _config(args: argparse.Namespace) -> pos.PosConfig:
-    return pos.PosConfig(
-        dim=args.dim,
-        layers=args.layers,
-        heads=args.heads,
-        dropout=args.dropout,
-        positions=args.positions,
-        glove=args.glove,
-        glove_words=args.glove_words,
-        glove_path=args.glove_path,
-        chars=args.chars,
-        epochs=args.epochs,
-        patience=args.patience,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        time_limit=args.time_limit,
-        seed=args.seed,
-    )
-
-
 def train(args: argparse.Namespace) -> dict:
-    config = _config(args)  # checked before the data is read: a typo costs no waiting
-    data = pos.load_data(args.data, args.limit)
-    return pos.train(
-        config,
-        data,
-        args.checkpoint,
-        resume=args.resume,
-        progress=args.progress,
-        on_epoch=epoch_printer(args.progress),
-    )
+    # The config is checked before the data is read: a typo costs no waiting.
+    config = config_from_args(pos.PosConfig, args)
+    return train_with_args(pos.train, config, pos.load_data(args.data, args.limit), args)
 
 
 def evaluate(args: argparse.Namespace) -> dict:

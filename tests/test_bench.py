@@ -41,6 +41,8 @@ def test_flop_count_and_targets():
         (dict(timeout=0.0), ["--timeout", "> 0"]),
         (dict(suites=()), ["--suites", "dense"]),
         (dict(suites=("dense", "sparse")), ["--suites", "got sparse"]),
+        (dict(worlds=(2, 0)), ["--worlds", "[2, 0]", ">= 1"]),
+        (dict(worlds=()), ["--worlds", "got []"]),
     ],
 )
 def test_config_names_the_impossible_option(kwargs, words):
@@ -157,3 +159,59 @@ def test_interleaved_suite_at_tiny_size(suite, monkeypatch):
         assert not errors
         assert timed[0]["max_abs_err"] < 1e-5
     assert f"| 48 | {timed[0]['method']} |" in bench.tables(result.results)
+
+
+def test_ring_suite_on_loopback(tmp_path, capsys):
+    """`bench --suites ring` spawns gloo groups of 1 and 2 processes on 127.0.0.1: bytes are
+    counted (0 on one process, > 0 on two), the window's bytes do not grow with n and stay under
+    (left + right)·2·d·4, and the side-by-side against sa.attention is timed."""
+    argv = ["bench", "--suites", "ring", "--sizes", "1024", "2048", "--worlds", "1", "2",
+            "--repeat", "1", "--head-dim", "16", "--timeout", "60",
+            "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    rows = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert not [r for r in rows if "error" in r], rows
+    sweep = {(r["world"], r["kind"], r["n"]): r for r in rows if "kind" in r}
+    assert len(sweep) == 2 * 3 * 2 + 2  # P, kind, n, and one ring step's transfer alone at P = 2
+    assert sweep[(2, "one ring step", 2048)]["sent_bytes"] == 1024 * 2 * 16 * 4
+    assert all(r["sent_bytes"] == 0 for (p, _, _), r in sweep.items() if p == 1)
+    for n in (1024, 2048):  # the ring sends the other rank's k and v: n/2 · 2 · d · 4 bytes
+        assert sweep[(2, "full", n)]["sent_bytes"] == n // 2 * 2 * 16 * 4
+    window = {sweep[(2, "window", n)]["sent_bytes"] for n in (1024, 2048)}
+    assert len(window) == 1 and 0 < window.pop() <= 512 * 2 * 16 * 4
+    side = [r for r in rows if r["method"].startswith("side-by-side")]
+    assert len(side) == 2 and all(r["seconds"] > 0 and r["n"] == 2048 for r in side)
+    assert "| 2 | 2048 | window |" in out and "ring window: bytes per rank" in out
+
+
+def test_ring_suite_ends_when_ranks_do_not_report():
+    """A group that does not answer within the timeout is killed: error rows, never a hang."""
+    from selfattention.apps.bench import ring
+
+    rows = ring._sweep(2, [64], 8, 1, timeout=0.5)
+    assert rows == [dict(n=64, method="P=2", world=2, error=rows[0]["error"])]
+    assert "killed" in rows[0]["error"] or "Error" in rows[0]["error"]
+
+
+def test_ring_plan_and_targets():
+    plan = BenchConfig(suites=("ring",), sizes=(4096, 16384), worlds=(1, 2)).plan()
+    assert plan[-1] == ("ring", "side-by-side", 16384) and ("ring", "P=2", 4096) in plan
+    assert BenchConfig(quick=True, suites=("ring",)).plan()[-1] == ("ring", "side-by-side", 2048)
+    rows = [
+        dict(suite="ring", method="side-by-side ring 2 procs x 1 thread", n=16384, seconds=1.2),
+        dict(suite="ring", method="side-by-side sa.attention 2 threads", n=16384, seconds=1.0),
+        dict(suite="ring", method="window P=4", kind="window", n=4096, sent_bytes=262144,
+             head_dim=64, world=4, seconds=0.1, peak_mb=1.0),
+    ]  # fmt: skip
+    found = {t["target"]: t for t in bench.targets(rows)}
+    side = found["ring full n=16384: 2 procs x 1 thread / sa.attention 2 threads ≤ 1.3"]
+    assert side["measured"] == pytest.approx(1.2) and side["met"] is True
+    assert found["ring window: bytes per rank / ((left + right)·2·d·4) ≤ 1"]["measured"] == 1.0
+
+
+@pytest.mark.parametrize("argv", [["--worlds", "0"], ["--worlds", "2", "-1"]])
+def test_cli_ring_bad_option_is_one_line(argv, tmp_path, capsys):
+    assert main(["bench", "--suites", "ring", *argv, "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "--worlds" in err and len(err.splitlines()) == 1

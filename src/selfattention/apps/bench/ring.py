@@ -9,8 +9,9 @@ that is still alive, so a run always ends. For every n and kind (full, causal-zi
     sent_bytes  bytes this rank sent during the call, counted by ``sa.distributed.traffic()``
     peak_mb     resident high-water mark during the call above the rank's resident size before it
 
-and the row keeps the largest over the ranks. Then, side by side and interleaved (best of
-``repeat`` rounds each): ring full on 2 processes × 1 thread against single-process
+and the row keeps the largest over the ranks; for P > 1 a ``TRANSFER`` row times one ring
+step's block (1, 1, n/P, 2d) sent to the next rank alone. Then, side by side and interleaved
+(best of ``repeat`` rounds each): ring full on 2 processes × 1 thread against single-process
 ``sa.attention`` with 2 threads, each in its own spawned process, at n = 16384 when swept.
 
 Layers: apps imports ``selfattention.distributed``; that package never imports this one.
@@ -18,14 +19,11 @@ Layers: apps imports ``selfattention.distributed``; that package never imports t
 
 from __future__ import annotations
 
-import datetime
-import os
-import queue
-import socket
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
+
+from selfattention.apps.bench.spawn import collect, end, start
 
 __all__ = ["KINDS", "RING_WINDOW", "SIDE_N", "measure", "side_by_side_n"]
 
@@ -36,6 +34,7 @@ KINDS: dict[str, dict[str, Any]] = {
     "causal-zigzag": dict(causal=True, layout="zigzag"),
     "window": dict(window=RING_WINDOW),
 }
+TRANSFER = "one ring step"  # the kind of the rows timing one step's block transfer alone
 SIDE_N = 16384  # the issue's side-by-side size: ring 2 × 1 thread ≤ 1.3 × one process 2 threads
 SIDE_RING, SIDE_SINGLE = (
     "side-by-side ring 2 procs x 1 thread",
@@ -49,12 +48,6 @@ def side_by_side_n(sizes: list[int]) -> int:
     return max(below) if below else min(sizes)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _inputs(n: int, d: int, layout: str | None):
     """Seeded fp32 q, k, v (1, 1, n, d); this rank's shard of each when ``layout`` is given."""
     import torch
@@ -66,32 +59,6 @@ def _inputs(n: int, d: int, layout: str | None):
     if layout is None:
         return full
     return [sd.shard(t, layout=layout).contiguous() for t in full]
-
-
-def _entry(rank, world, port, group_timeout, fn, args, results) -> None:
-    """A spawned rank: join the gloo group, run fn(rank, world, *args), report, leave."""
-    import torch
-    import torch.distributed as dist
-
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    torch.set_num_threads(1)
-    try:
-        dist.init_process_group(
-            "gloo",
-            rank=rank,
-            world_size=world,
-            timeout=datetime.timedelta(seconds=group_timeout),
-        )
-        value = fn(rank, world, *args)
-        results.put((rank, "ok", value))
-        dist.destroy_process_group()
-    except BaseException as exc:  # reported as the row's error; the parent kills what is left
-        results.put((rank, "error", f"{type(exc).__name__}: {_first_line(exc)}"))
-        traceback.print_exc()
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [""])[0][:160]
 
 
 def _sweep_rank(rank: int, world: int, sizes: list[int], d: int, repeat: int) -> list[Row]:
@@ -124,7 +91,36 @@ def _sweep_rank(rank: int, world: int, sizes: list[int], d: int, repeat: int) ->
                 if best > 5.0:  # minutes per call at large n: one call is the measurement
                     break
             rows.append(dict(n=n, kind=kind, seconds=best, sent_bytes=sent, peak_bytes=peak))
+        if world > 1:  # one ring step's transfer alone, for the cost model in docs/distributed.md
+            seconds, sent = _transfer(rank, world, n, d, repeat)
+            rows.append(dict(n=n, kind=TRANSFER, seconds=seconds, sent_bytes=sent, peak_bytes=0))
     return rows
+
+
+def _transfer(rank: int, world: int, n: int, d: int, repeat: int) -> tuple[float, int]:
+    """Seconds (slowest rank, best of ``repeat``) and bytes of one ring step alone: this rank's
+    k|v block (1, 1, n_r, 2d) to the next rank while receiving the previous rank's."""
+    import torch
+    import torch.distributed as dist
+
+    from selfattention import distributed as sd
+    from selfattention.distributed import comm, group
+
+    ring = group.resolve(None)
+    prev, nxt = (rank - 1) % world, (rank + 1) % world
+    block = torch.randn(1, 1, sd.local_length(n, world, rank, "contiguous"), 2 * d)
+    recv = torch.empty(1, 1, sd.local_length(n, world, prev, "contiguous"), 2 * d)
+    best, sent = float("inf"), 0
+    for _ in range(max(repeat, 3)):
+        dist.barrier()
+        sd.reset_traffic()
+        start = time.perf_counter()
+        comm.exchange(ring, [(nxt, block)], [(prev, recv)]).wait()
+        slowest = torch.tensor([time.perf_counter() - start])
+        sent = sd.traffic().bytes_sent
+        dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+        best = min(best, slowest.item())
+    return best, sent
 
 
 def _side_rank(rank: int, world: int, n: int, d: int, commands, replies) -> None:
@@ -162,59 +158,14 @@ def _single(n: int, d: int, threads: int, commands, replies) -> None:
             replies.put((-1, time.perf_counter() - start))
 
 
-def _start(world: int, fn: Callable, rank_args: list[tuple], group_timeout: float, results):
-    """Spawn ``world`` ranks of a fresh gloo group on loopback; rank r runs fn(r, world,
-    *rank_args[r]) and puts (rank, "ok" | "error", value) on ``results``."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    port = _free_port()
-    procs = [
-        ctx.Process(
-            target=_entry,
-            args=(rank, world, port, group_timeout, fn, rank_args[rank], results),
-            daemon=True,
-        )
-        for rank in range(world)
-    ]
-    for p in procs:
-        p.start()
-    return procs
-
-
-def _end(procs: list, deadline: float) -> None:
-    """Join every process until ``deadline`` (monotonic), then kill and reap what is left."""
-    for p in procs:
-        p.join(timeout=max(0.1, deadline - time.monotonic()))
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            p.join(5)
-
-
-def _collect(results, count: int, deadline: float, procs: list) -> list[tuple]:
-    """Up to ``count`` items from ``results`` before ``deadline``; fewer if every process died."""
-    got: list[tuple] = []
-    while len(got) < count and time.monotonic() < deadline:
-        try:
-            got.append(results.get(timeout=min(1.0, max(0.01, deadline - time.monotonic()))))
-        except queue.Empty:
-            if not any(p.is_alive() for p in procs):
-                try:  # a last item may still be in the pipe
-                    got.append(results.get(timeout=0.5))
-                except queue.Empty:
-                    break
-    return got
-
-
 def _sweep(world: int, sizes: list[int], d: int, repeat: int, timeout: float) -> list[Row]:
     import multiprocessing as mp
 
     results = mp.get_context("spawn").Queue()
-    procs = _start(world, _sweep_rank, [(sizes, d, repeat)] * world, timeout, results)
+    procs = start(world, _sweep_rank, [(sizes, d, repeat)] * world, timeout, results)
     deadline = time.monotonic() + timeout * len(sizes)
-    got = _collect(results, world, deadline, procs)
-    _end(procs, deadline)
+    got = collect(results, world, deadline, procs)
+    end(procs, deadline)
     errors = [value for _, status, value in got if status == "error"]
     if errors or len(got) < world:
         why = errors[0] if errors else f"{world - len(got)} of {world} ranks did not report"
@@ -248,19 +199,19 @@ def _side_by_side(n: int, d: int, rounds: int, timeout: float) -> list[Row]:
     replies, ends = ctx.Queue(), ctx.Queue()
     procs = [ctx.Process(target=_single, args=(n, d, 2, single_cmds, replies), daemon=True)]
     procs[0].start()
-    procs += _start(2, _side_rank, [(n, d, c, replies) for c in ring_cmds], timeout, ends)
+    procs += start(2, _side_rank, [(n, d, c, replies) for c in ring_cmds], timeout, ends)
     deadline = time.monotonic() + timeout
     best = {SIDE_RING: float("inf"), SIDE_SINGLE: float("inf")}
     backend, error = "", ""
-    got = _collect(replies, 1, deadline, procs)
+    got = collect(replies, 1, deadline, procs)
     if got:
         backend = got[0][1]
     for _ in range(rounds if got else 0):
         single_cmds.put("run")
-        one = _collect(replies, 1, deadline, procs)
+        one = collect(replies, 1, deadline, procs)
         for c in ring_cmds:
             c.put("run")
-        two = _collect(replies, 2, deadline, procs)
+        two = collect(replies, 2, deadline, procs)
         if len(one) < 1 or len(two) < 2:
             error = f"a process did not answer within {timeout:g} s (killed)"
             break
@@ -268,8 +219,8 @@ def _side_by_side(n: int, d: int, rounds: int, timeout: float) -> list[Row]:
         best[SIDE_RING] = min(best[SIDE_RING], max(t for _, t in two))
     for c in (*ring_cmds, single_cmds):
         c.put("stop")
-    reported = _collect(ends, 2, min(deadline, time.monotonic() + 30), procs)
-    _end(procs, min(deadline, time.monotonic() + 10))
+    reported = collect(ends, 2, min(deadline, time.monotonic() + 30), procs)
+    end(procs, min(deadline, time.monotonic() + 10))
     failed = [v for _, status, v in reported if status == "error"]
     error = error or (failed[0] if failed else "") or ("" if got else "no warm-up reply")
     if error:

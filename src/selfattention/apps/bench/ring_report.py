@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from selfattention.apps.bench.ring import KINDS, RING_WINDOW, SIDE_N, SIDE_RING, SIDE_SINGLE
+from selfattention.apps.bench.ring import (
+    KINDS,
+    RING_WINDOW,
+    SIDE_N,
+    SIDE_RING,
+    SIDE_SINGLE,
+    TRANSFER,
+)
 
 __all__ = ["ring_table", "ring_targets", "window_bound"]
 
@@ -29,18 +36,21 @@ def ring_table(rows: list[Row]) -> str:
         "|---:|---:|---|---:|---:|---:|",
     ]
     sweep = [r for r in rows if r["method"] not in (SIDE_RING, SIDE_SINGLE)]
-    order = list(KINDS)
+    order = [*KINDS, TRANSFER, ""]
     for r in sorted(
-        sweep, key=lambda r: (r.get("world", 0), r["n"], order.index(r.get("kind", "full")))
+        sweep, key=lambda r: (r.get("world", 0), r["n"], order.index(r.get("kind", "")))
     ):
         if "error" in r:
             lines.append(
                 f"| {r.get('world', '')} | {r['n']} | {r['method']} | {r['error'][:90]} | | |"
             )
             continue
+        kind, peak = r["kind"], f"{r['peak_mb']:.0f}"
+        if kind == TRANSFER:  # a block alone: its rate, no memory worth a column
+            kind, peak = f"{kind} ({r['sent_bytes'] / r['seconds'] / 1e9:.2f} GB/s)", "–"
         lines.append(
-            f"| {r['world']} | {r['n']} | {r['kind']} | {r['seconds']:.4g} | "
-            f"{r['sent_bytes'] / 2**20:.4g} | {r['peak_mb']:.0f} |"
+            f"| {r['world']} | {r['n']} | {kind} | {r['seconds']:.4g} | "
+            f"{r['sent_bytes'] / 2**20:.4g} | {peak} |"
         )
     window = sorted({r["sent_bytes"] for r in sweep if r.get("kind") == "window"})
     lines += ["", f"window bytes sent per rank, distinct values over P and n: {window} "

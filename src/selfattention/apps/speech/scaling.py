@@ -36,6 +36,12 @@ def _positive_int(name: str, option: str, value: object) -> None:
         raise ValueError(f"{name} ({option}) must be an integer >= 1, got {value!r}")
 
 
+def _check_window(window: tuple[int, ...]) -> None:
+    """A (left, right) frame window, both ints >= 0 (``--window LEFT [RIGHT]``)."""
+    if len(window) != 2 or not all(isinstance(v, int) and v >= 0 for v in window):
+        raise ValueError(f"window (--window) takes LEFT [RIGHT] frames >= 0, got {list(window)}")
+
+
 @dataclass(frozen=True)
 class ScalingConfig:
     """What ``scaling_table`` measures.
@@ -73,9 +79,7 @@ class ScalingConfig:
                 f"minutes (--minutes) must be > 0 (at least one 10 ms frame), "
                 f"got {list(self.minutes)}"
             )
-        w = self.window
-        if len(w) != 2 or not all(isinstance(v, int) and v >= 0 for v in w):
-            raise ValueError(f"window (--window) takes LEFT [RIGHT] frames >= 0, got {list(w)}")
+        _check_window(self.window)
         unknown = [b for b in self.backends if b not in REGISTRY]
         if not self.backends or unknown:
             raise ValueError(

@@ -21,7 +21,7 @@ import torch
 
 from selfattention.apps.speech.clips import load_clips
 from selfattention.apps.speech.features import log_mel, read_wav, standardise
-from selfattention.apps.speech.scaling import _positive_int
+from selfattention.apps.speech.scaling import _check_window, _positive_int
 from selfattention.nn import SelfAttention
 
 __all__ = ["StreamConfig", "format_stream_table", "stream_frames", "stream_table"]
@@ -58,9 +58,7 @@ class StreamConfig:
                 f"chunk_ms (--chunk-ms) must be positive multiples of {HOP_MS} ms (one frame), "
                 f"got {list(c)}"
             )
-        w = self.window
-        if len(w) != 2 or not all(isinstance(v, int) and v >= 0 for v in w):
-            raise ValueError(f"window (--window) takes LEFT [RIGHT] frames >= 0, got {list(w)}")
+        _check_window(self.window)
         _positive_int("heads", "--heads", self.heads)
         _positive_int("head_dim", "--head-dim", self.head_dim)
         _positive_int("threads", "--threads", self.threads)

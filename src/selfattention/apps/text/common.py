@@ -6,7 +6,7 @@ import functools
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,10 @@ __all__ = [
     "cls_metric",
     "glove",
     "glove_table",
+    "length_pooled",
     "load_model",
     "save_attention_picture",
+    "set_glove",
     "tag_loss",
     "tag_metric",
 ]
@@ -140,6 +142,20 @@ class Encoder:
         return Encoded(words, chars, [case_class(t) for t in tokens], target)
 
 
+def length_pooled(
+    order: list[int], length: Callable[[int], int], pool: int, rng: random.Random
+) -> list[int]:
+    """``order`` shuffled by ``rng``, then sorted by ``length`` inside each run of ``pool``
+    items: batches cut from it hold items of similar length (little padding) yet differ from
+    one shuffle to the next. Shuffles ``order`` in place."""
+    rng.shuffle(order)
+    return [
+        i
+        for start in range(0, len(order), pool)
+        for i in sorted(order[start : start + pool], key=length)
+    ]
+
+
 def batches(
     data: Sequence[Encoded],
     batch_size: int,
@@ -155,14 +171,9 @@ def batches(
     """
     order = list(range(len(data)))
     if seed is not None:
-        rng = random.Random(seed)
-        rng.shuffle(order)
-        pool = batch_size * 50
-        order = [
-            i
-            for start in range(0, len(order), pool)
-            for i in sorted(order[start : start + pool], key=lambda k: len(data[k].words))
-        ]
+        order = length_pooled(
+            order, lambda k: len(data[k].words), batch_size * 50, random.Random(seed)
+        )
     groups = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     if seed is not None:
         random.Random(seed + 1).shuffle(groups)
@@ -221,6 +232,16 @@ def glove_table(vocab: Vocab, glove: Any) -> tuple[Tensor, int]:
             table[i] = glove.vectors[row]
             found += 1
     return torch.from_numpy(table), found
+
+
+def set_glove(model: TextModel, vocab: Vocab, glove: Any) -> tuple[Tensor | None, int]:
+    """Give ``model`` its frozen GloVe table for ``vocab`` (nothing when ``glove`` is None);
+    returns ``(table or None, words found)``, as :func:`glove_table`."""
+    if glove is None:
+        return None, 0
+    table, found = glove_table(vocab, glove)
+    model.set_glove(table)
+    return table, found
 
 
 def load_model(checkpoint: str | Path) -> tuple[TextModel | Ensemble, dict[str, Any]]:

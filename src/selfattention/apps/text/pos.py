@@ -210,10 +210,7 @@ def _build(config: PosConfig, train: list[Sentence]) -> tuple[TextModel, dict[st
         positions=config.positions,
     )
     model = TextModel(cfg)
-    found = 0
-    if glove is not None:
-        table, found = common.glove_table(words, glove)
-        model.set_glove(table)
+    _, found = common.set_glove(model, words, glove)
     meta = {
         "task": "pos",
         "model": cfg.to_json(),

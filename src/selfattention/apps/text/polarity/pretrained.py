@@ -44,13 +44,7 @@ def bert_batches(bert: Any, part: list[Item], batch_size: int, seed: int | None)
     order = list(range(len(part)))
     if seed is not None:
         rng = random.Random(seed)
-        rng.shuffle(order)
-        pool = batch_size * 20
-        order = [
-            i
-            for s in range(0, len(order), pool)
-            for i in sorted(order[s : s + pool], key=lambda k: len(part[k][0]))
-        ]
+        order = common.length_pooled(order, lambda k: len(part[k][0]), batch_size * 20, rng)
         groups = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
         rng.shuffle(groups)
         order = [i for g in groups for i in g]

@@ -54,14 +54,11 @@ def build(config: PolarityConfig, train: list[Item]) -> tuple[TextModel, dict, i
         pooling=config.pooling,
     )
     model = TextModel(cfg)
-    found = 0
-    if glove is not None:
-        table, found = common.glove_table(words, glove)
-        model.set_glove(table)
-        if model.words is not None and cfg.word_dim == glove.dim:
-            # Trained vectors start from GloVe too: fine-tuned copies beside the frozen originals.
-            with torch.no_grad():
-                model.words.weight[2:] = table[2 : cfg.trainable_words]
+    table, found = common.set_glove(model, words, glove)
+    if table is not None and model.words is not None and cfg.word_dim == glove.dim:
+        # Trained vectors start from GloVe too: fine-tuned copies beside the frozen originals.
+        with torch.no_grad():
+            model.words.weight[2:] = table[2 : cfg.trainable_words]
     meta = {
         "task": "polarity",
         "pretrained": False,

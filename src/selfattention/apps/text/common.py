@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from selfattention.apps.text.model import Ensemble, TextModel, TextModelConfig, case_class
 from selfattention.apps.text.vocab import Vocab
-from selfattention.apps.training import load_checkpoint
+from selfattention.apps.training import load_checkpoint, load_state
 
 __all__ = [
     "Encoded",
@@ -254,11 +254,7 @@ def load_model(checkpoint: str | Path) -> tuple[TextModel | Ensemble, dict[str, 
     model_config = TextModelConfig.from_json(config["model"])
     size = config.get("ensemble")
     model = TextModel(model_config) if size is None else Ensemble(model_config, size)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[-1].strip()
-        raise ValueError(f"the weights in {checkpoint} do not fit its config.json ({first})") from e
+    load_state(model, state, f"the weights in {checkpoint} do not fit its config.json")
     model.eval()
     config["encoder"] = Encoder(
         Vocab.from_json(config["vocab"]),

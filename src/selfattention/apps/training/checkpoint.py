@@ -40,6 +40,7 @@ __all__ = [
     "check_same_config",
     "load_checkpoint",
     "load_optimizer",
+    "load_state",
     "load_tensors",
     "read_checkpoint_extra",
     "save_checkpoint",
@@ -193,6 +194,21 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor], dic
     config = _read_manifest(Path(directory))
     config.pop(_META, None)
     return load_tensors(directory, "model"), config
+
+
+def load_state(
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    message: str,
+    error: type[Exception] = ValueError,
+) -> None:
+    """``model.load_state_dict(state)``; a mismatch raises ``error(f"{message} ({line})")``, line
+    being the last of torch's many-line message (a user reads one line, not the key list)."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[-1].strip()
+        raise error(f"{message} ({first})") from e
 
 
 def read_checkpoint_extra(directory: str | Path) -> dict[str, Any]:

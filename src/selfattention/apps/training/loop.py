@@ -47,6 +47,7 @@ from selfattention.apps.training.checkpoint import (
     check_same_config,
     load_checkpoint,
     load_optimizer,
+    load_state,
     load_tensors,
     read_checkpoint_extra,
     save_checkpoint,
@@ -318,13 +319,10 @@ def _resume(
         raise CheckpointError(f"cannot resume: {config.last} holds no checkpoint of an earlier run")
     check_same_config(config.last, meta)
     state, _ = load_checkpoint(config.last)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:  # same options, yet other shapes: say so in one line
-        first = str(e).strip().splitlines()[-1].strip()
-        raise CheckpointMismatch(
-            f"cannot resume from {config.last}: the model differs ({first})"
-        ) from e
+    # Same options, yet other shapes: say so in one line.
+    load_state(
+        model, state, f"cannot resume from {config.last}: the model differs", CheckpointMismatch
+    )
     load_optimizer(config.last, optimizer)
     extra = read_checkpoint_extra(config.last)
     torch.set_rng_state(load_tensors(config.last, "rng")["torch"])

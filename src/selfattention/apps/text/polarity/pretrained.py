@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from selfattention.apps.text import common
 from selfattention.apps.text.polarity.config import LABELS, PolarityConfig
-from selfattention.apps.training import FitConfig, fit
+from selfattention.apps.training import FitConfig, fit, load_state
 
 __all__ = ["PretrainedClassifier", "bert_batches", "load", "train"]
 
@@ -114,10 +114,6 @@ def load(
 
     bert = load_bert()
     model = PretrainedClassifier(bert)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[-1].strip()
-        raise ValueError(f"the weights in {checkpoint} do not fit MiniLM ({first})") from e
+    load_state(model, state, f"the weights in {checkpoint} do not fit MiniLM")
     model.eval()
     return model, lambda part: bert_batches(bert, part, 64, None)

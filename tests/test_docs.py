@@ -154,6 +154,10 @@ def _selfattention(args: list[str], where: str) -> None:
 
 def _shell_line(argv: list[str], where: str) -> None:
     command, args = Path(argv[0]).name, argv[1:]
+    if command == "torchrun":  # torchrun [its options] -m selfattention ARGS: check ARGS
+        assert "-m" in args, f"{where}: torchrun without -m MODULE"
+        command, args = "python", args[args.index("-m") :]
+        assert args[1] == "selfattention", f"{where}: torchrun runs {args[1]}, not selfattention"
     if command in {"python", "python3"} and args[:2] == ["-m", "selfattention"]:
         command, args = "selfattention", args[2:]
     if command == "selfattention":

@@ -88,11 +88,12 @@ def config_from_args(config_type: type[C], args: argparse.Namespace) -> C:
     """``config_type(field=args.field, ...)`` for every field of the frozen config dataclass.
 
     The task's train options are named after the config fields (``--batch-size`` ->
-    ``batch_size``), so one mapping serves every task; a missing option is an AttributeError
+    ``batch_size``), so one mapping serves every task; a missing option is a KeyError
     (a programming error, caught by the CLI tests), never a silent default.
     """
+    given = vars(args)
     fields = dataclasses.fields(config_type)  # type: ignore[arg-type]
-    return config_type(**{f.name: getattr(args, f.name) for f in fields})
+    return config_type(**{f.name: given[f.name] for f in fields})
 
 
 def train_with_args(

@@ -16,21 +16,17 @@ and receives the options :mod:`selfattention.cli.train` adds to every task: ``ar
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 __all__ = [
-    "config_from_args",
     "epoch_printer",
     "positive_float",
     "positive_int",
     "read_inputs",
     "train_with_args",
 ]
-
-C = TypeVar("C")
 
 
 def positive_int(text: str) -> int:
@@ -82,18 +78,6 @@ def epoch_printer(progress: bool) -> Callable[[dict, bool], None] | None:
         print(format_epoch(row, improved), flush=True)
 
     return show
-
-
-def config_from_args(config_type: type[C], args: argparse.Namespace) -> C:
-    """``config_type(field=args.field, ...)`` for every field of the frozen config dataclass.
-
-    The task's train options are named after the config fields (``--batch-size`` ->
-    ``batch_size``), so one mapping serves every task; a missing option is a KeyError
-    (a programming error, caught by the CLI tests), never a silent default.
-    """
-    given = vars(args)
-    fields = dataclasses.fields(config_type)  # type: ignore[arg-type]
-    return config_type(**{f.name: given[f.name] for f in fields})
 
 
 def train_with_args(

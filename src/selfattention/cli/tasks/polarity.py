@@ -14,7 +14,6 @@ from selfattention.apps.text import polarity
 from selfattention.apps.text.model import POOLINGS
 from selfattention.apps.training import write_metrics
 from selfattention.cli.tasks import (
-    config_from_args,
     positive_float,
     positive_int,
     read_inputs,
@@ -77,9 +76,34 @@ def add_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     )
 
 
+def _config(args: argparse.Namespace) -> polarity.PolarityConfig:
+    return polarity.PolarityConfig(
+        pretrained=args.pretrained,
+        epochs=args.epochs,
+        patience=args.patience,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        word_dim=args.word_dim,
+        dim=args.dim,
+        layers=args.layers,
+        heads=args.heads,
+        dropout=args.dropout,
+        word_dropout=args.word_dropout,
+        label_smoothing=args.label_smoothing,
+        pooling=args.pooling,
+        ensemble=args.ensemble,
+        positions=args.positions,
+        glove=args.glove,
+        glove_words=args.glove_words,
+        glove_path=args.glove_path,
+        time_limit=args.time_limit,
+        seed=args.seed,
+    )
+
+
 def train(args: argparse.Namespace) -> dict:
     # The config is checked before the data is read: a typo costs no waiting.
-    config = config_from_args(polarity.PolarityConfig, args)
+    config = _config(args)
     return train_with_args(polarity.train, config, polarity.load_data(args.data, args.limit), args)
 
 

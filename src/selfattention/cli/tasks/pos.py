@@ -13,7 +13,6 @@ from pathlib import Path
 from selfattention.apps.text import pos
 from selfattention.apps.training import write_metrics
 from selfattention.cli.tasks import (
-    config_from_args,
     positive_float,
     positive_int,
     read_inputs,
@@ -65,9 +64,29 @@ def add_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     )
 
 
+def _config(args: argparse.Namespace) -> pos.PosConfig:
+    return pos.PosConfig(
+        dim=args.dim,
+        layers=args.layers,
+        heads=args.heads,
+        dropout=args.dropout,
+        positions=args.positions,
+        glove=args.glove,
+        glove_words=args.glove_words,
+        glove_path=args.glove_path,
+        chars=args.chars,
+        epochs=args.epochs,
+        patience=args.patience,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        time_limit=args.time_limit,
+        seed=args.seed,
+    )
+
+
 def train(args: argparse.Namespace) -> dict:
     # The config is checked before the data is read: a typo costs no waiting.
-    config = config_from_args(pos.PosConfig, args)
+    config = _config(args)
     return train_with_args(pos.train, config, pos.load_data(args.data, args.limit), args)
 
 

@@ -163,7 +163,8 @@ def test_pos_learns_context_and_beats_the_baseline(tmp_path, capsys):
 
 def test_pos_resume(tmp_path):
     ckpt = tmp_path / "pos"
-    args = ["train", "pos", "-c", str(ckpt), "--limit", "120", "--no-glove", *POS_SMALL[4:]]
+    args = ["train", "pos", "-c", str(ckpt), "--data", str(TAGGED), "--limit", "120",
+            "--no-glove", *POS_SMALL[4:]]  # fmt: skip
     assert main([*args, "--epochs", "1"]) == 0
     assert main([*args, "--epochs", "2", "--resume"]) == 0
     history = json.loads((ckpt / "metrics.json").read_text())["history"]
@@ -332,7 +333,8 @@ def test_ctrl_c_while_training_exits_130_naming_the_last_checkpoint(tmp_path, ca
         return real(logits, targets)
 
     monkeypatch.setattr(common, "tag_loss", loss)
-    args = ["train", "pos", "-c", str(ckpt), "--limit", "120", "--no-glove", *POS_SMALL[4:]]
+    args = ["train", "pos", "-c", str(ckpt), "--data", str(TAGGED), "--limit", "120",
+            "--no-glove", *POS_SMALL[4:]]  # fmt: skip
     assert main([*args, "--epochs", "3"]) == 130
     err = capsys.readouterr().err
     assert err == (
@@ -347,8 +349,9 @@ def test_ctrl_c_while_training_exits_130_naming_the_last_checkpoint(tmp_path, ca
 
 def test_resume_with_other_model_options_names_them(tmp_path, capsys):
     ckpt = tmp_path / "pos"
-    args = ["train", "pos", "-c", str(ckpt), "--limit", "120", "--no-glove", "--no-progress",
-            "--threads", "1", "--layers", "1", "--batch-size", "16"]  # fmt: skip
+    args = ["train", "pos", "-c", str(ckpt), "--data", str(TAGGED), "--limit", "120",
+            "--no-glove", "--no-progress", "--threads", "1", "--layers", "1",
+            "--batch-size", "16"]  # fmt: skip
     assert main([*args, "--dim", "16", "--heads", "2", "--epochs", "1"]) == 0
     capsys.readouterr()
     assert main([*args, "--dim", "32", "--heads", "4", "--epochs", "2", "--resume"]) == 1

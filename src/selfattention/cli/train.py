@@ -94,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.mode != "train" and not Path(args.checkpoint).is_dir():
+        # Before any data is read: a missing checkpoint is the first thing to fix.
+        error(f"checkpoint directory {args.checkpoint} does not exist; train one with "
+              f"`selfattention train {args.task} -c {args.checkpoint}`")  # fmt: skip
+        return EXIT_FAILURE
     if args.mode == "predict":
         return int(args._task.predict(args) or 0)
     if args.mode == "evaluate":

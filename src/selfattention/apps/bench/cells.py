@@ -78,19 +78,7 @@ def _method(name: str, suite: str, q, k, v):
         band = sa.masks.window(n, n, WINDOW, WINDOW)
         return (lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=band)), "softmax", None
     if name == "local-attention":
-        from local_attention import LocalAttention
-
-        la = LocalAttention(
-            window_size=WINDOW,
-            causal=False,
-            look_backward=1,
-            look_forward=1,
-            exact_windowsize=True,
-            use_rotary_pos_emb=False,
-            autopad=True,
-            dim=q.shape[-1],
-        )
-        return (lambda: la(q, k, v)), "softmax", None
+        return local_attention(q, k, v), "softmax", None
     if name == "flex":
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
@@ -203,3 +191,20 @@ def run_cell(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     if proc.exitcode not in (0, None) and "error" not in result:
         result = {"error": f"exit code {proc.exitcode}"}
     return result
+
+
+def local_attention(q, k, v) -> Any:
+    """local-attention's exact ±WINDOW band (lucidrains' package) as a no-argument callable."""
+    from local_attention import LocalAttention
+
+    la = LocalAttention(
+        window_size=WINDOW,
+        causal=False,
+        look_backward=1,
+        look_forward=1,
+        exact_windowsize=True,
+        use_rotary_pos_emb=False,
+        autopad=True,
+        dim=q.shape[-1],
+    )
+    return lambda: la(q, k, v)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from selfattention.apps.bench.cells import local_attention
 from selfattention.apps.bench.config import WINDOW
 
 __all__ = ["INTERLEAVED", "measure", "packed_lengths"]
@@ -145,19 +146,7 @@ def _flex(q, k, v):
 
 
 def _local_attention(q, k, v):
-    from local_attention import LocalAttention
-
-    la = LocalAttention(
-        window_size=WINDOW,
-        causal=False,
-        look_backward=1,
-        look_forward=1,
-        exact_windowsize=True,
-        use_rotary_pos_emb=False,
-        autopad=True,
-        dim=q.shape[-1],
-    )
-    return (lambda: la(q, k, v)), "local-attention"
+    return local_attention(q, k, v), "local-attention"
 
 
 def decode(n: int, h: int, d: int, rounds: int) -> list[Row]:

@@ -9,6 +9,8 @@ plus a small absolute slack. A path is then "as accurate as writing the formula 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -33,6 +35,25 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(params=["torch", "native"])
+def window_path(request):
+    """Run a test through each implementation of the window backend: the pure-torch plan and
+    the compiled kernel (skipped when it is not built, failed when SELFATTENTION_REQUIRE_NATIVE=1,
+    as ``make test`` sets on a machine with a compiler)."""
+    from selfattention.functional.backends import native
+
+    if request.param == "torch":
+        with native.disabled():
+            yield "torch"
+        return
+    why = native.unavailable()
+    if why is not None:
+        if os.environ.get("SELFATTENTION_REQUIRE_NATIVE") == "1":
+            pytest.fail(f"the compiled window kernel is required here: {why}")
+        pytest.skip(why)
+    yield "native"
 
 
 def _np(t: torch.Tensor | None) -> np.ndarray | None:

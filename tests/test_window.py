@@ -11,6 +11,8 @@ from conftest import rand_mask, randn
 from selfattention.functional.backends import window
 from test_backends import assert_same, run
 
+pytestmark = pytest.mark.usefixtures("window_path")  # each test on both implementations
+
 
 @pytest.mark.parametrize(
     "band",
@@ -96,11 +98,12 @@ def test_direct_layout_many_groups(threads, monkeypatch):
 
 
 @pytest.mark.parametrize("keep", [True, False])
-def test_training_keeps_or_recomputes_the_weights(keep, monkeypatch):
+def test_training_keeps_or_recomputes_the_weights(keep, monkeypatch, window_path):
     """Softmax over a plain band in training keeps its weights for backward (KEEP_FACTOR > 0)
     or recomputes them from the log-sum-exp (0); both equal the math path in float64, with
     return_lse's gradient too, and the kept weights are freed by backward."""
     monkeypatch.setattr(window, "KEEP_FACTOR", 2 if keep else 0)
+    monkeypatch.setattr(window._native, "KEEP_FACTOR", 2 if keep else 0)
     window.Workspace.clear()
     plans = []
     monkeypatch.setattr(
@@ -109,8 +112,9 @@ def test_training_keeps_or_recomputes_the_weights(keep, monkeypatch):
     n = 96
     q, k, v = randn(1, 2, n, 8, seed=1), randn(1, 2, n, 8, seed=2), randn(1, 2, n, 8, seed=3)
     assert_same(run("math", q, k, v, window=(9, 4)), run("window", q, k, v, window=(9, 4)))
-    plan = plans[-1]
-    assert plan.can_keep is keep and plan.kept is None  # handed back after backward
+    if window_path == "torch":  # the plan object belongs to the pure-torch path
+        plan = plans[-1]
+        assert plan.can_keep is keep and plan.kept is None  # handed back after backward
     assert (window.Workspace._spare is not None) is keep  # ... for the next call to reuse
     leaves = [t.clone().requires_grad_() for t in (q, k, v)]
     out, lse = sa.attention(*leaves, window=(9, 4), backend="window", return_lse=True)

@@ -63,7 +63,10 @@ def choose(call: AttentionCall, backend: str = "auto") -> Dispatch:
 
 
 def _with_weights(dispatch: Dispatch, call: AttentionCall) -> Dispatch:
-    """Record how the weights of ``call`` are served (nothing when they are not asked for)."""
+    """Record the implementation (backends with several) and how the weights are served."""
+    chosen = REGISTRY[dispatch.chosen]
+    if chosen.path is not None:
+        dispatch.path = chosen.path(call)
     if not call.return_weights:
         return dispatch
     rows = "every row" if call.weights_rows is None else f"{call.weights_rows.numel()} row(s)"

@@ -47,6 +47,7 @@ class Backend:
     refuse: Reason = _never
     auto_skip: Reason = _never
     cost: str = ""  # time and memory, for the docs and `explain_dispatch`
+    path: Callable[[AttentionCall], str] | None = None  # which implementation serves a call
 
 
 @dataclass
@@ -56,9 +57,12 @@ class Dispatch:
     chosen: str
     refused: dict[str, str] = field(default_factory=dict)
     weights: str = ""  # how the weights are served, when they are asked for
+    path: str = ""  # which implementation of the backend serves the call, when it has several
 
     def __str__(self) -> str:
         lines = [f"backend: {self.chosen}"]
+        if self.path:
+            lines.append(f"  path: {self.path}")
         if self.weights:
             lines.append(f"  weights: {self.weights}")
         lines += [f"  not {name}: {why}" for name, why in self.refused.items()]

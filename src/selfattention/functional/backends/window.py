@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from selfattention.functional.backends import _blocks as blk
+from selfattention.functional.backends import _window_native as _native
 from selfattention.functional.backends._window_ops import Workspace, pad_axis, softmax_tile
 from selfattention.functional.backends.base import Backend, Result
 from selfattention.functional.call import AttentionCall
@@ -369,14 +370,21 @@ def auto_skip(call: AttentionCall) -> str | None:
     return None
 
 
+def path(call: AttentionCall) -> str:
+    """Which implementation serves ``call``: the compiled kernel, or pure torch and why."""
+    why = _native.refuse(call)
+    return "compiled kernel (native/window.cpp)" if why is None else f"pure torch: {why}"
+
+
 def forward(call: AttentionCall) -> Result:
     q, k, v, bias = call.q, call.k, call.v, call.bias
     dtype = blk.compute_dtype(q.dtype)
-    plan = WindowPlan(call)
+    native = _native.refuse(call) is None and _native.native.kernel()
+    plan = _native.NativeWindow(call, native) if native else WindowPlan(call)
     plan.training = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (q, k, v, bias)
     )
-    bias_tiles = None if bias is None else plan.tiles(bias.to(dtype), 0.0)
+    bias_tiles = None if bias is None or native else plan.tiles(bias.to(dtype), 0.0)
     out, stat = blk.run(plan, q.to(dtype), k.to(dtype), v.to(dtype), bias_tiles, call.need_stat)
     return Result(out.to(v.dtype), None, stat)
 
@@ -386,6 +394,7 @@ BACKEND = Backend(
     forward,
     refuse,
     auto_skip,
+    path=path,
     cost=(
         "time O(b·h·n_q·(left+right+2B)·d), memory O(b·h·(n_q+n_k)·d) + one group of "
         "tiles; forward and backward, softmax/sum/relu, any mask and bias"

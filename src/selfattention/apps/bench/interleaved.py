@@ -5,8 +5,9 @@ and keeping each method's best lets load hit every method alike. One cell (suite
 of a suite's methods and returns one row per method:
 
     window-ceiling  n = sequence length: a 2048³ fp32 matmul (the ceiling), the window backend
-                    forward and forward + backward, compiled FlexAttention with a sliding-window
-                    block mask, local-attention; useful FLOPs 4·h·d·Σ_i keys(i) (×3.5 fwd+bwd)
+                    forward (the compiled kernel when built) and forward + backward, its
+                    pure-torch path, compiled FlexAttention with a sliding-window block mask,
+                    local-attention; useful FLOPs 4·h·d·Σ_i keys(i) (×3.5 fwd+bwd)
     decode          n = cache length: one cached causal step against recomputing the prefix
     stream          n = frames of generated log-mel-like input: RTF of 10 ms and 100 ms chunks
     packed          n = tokens: sequences of mixed lengths packed (cu_seqlens) against padded
@@ -60,6 +61,7 @@ def window_ceiling(n: int, h: int, d: int, rounds: int) -> list[Row]:
 
     import selfattention as sa
     from selfattention.apps.bench.cells import _reference, _sample_rows, keys_attended
+    from selfattention.functional.backends import native
 
     q, k, v = _inputs(h, h, n, d)
     size = MATMUL if n >= 4096 else 256
@@ -73,12 +75,23 @@ def window_ceiling(n: int, h: int, d: int, rounds: int) -> list[Row]:
         torch.autograd.backward(out, grad)
         qg.grad = kg.grad = vg.grad = None
 
+    def pure_torch():
+        with native.disabled():
+            return sa.attention(q, k, v, window=WINDOW, backend="window")
+
     methods: dict[str, Callable[[], Any]] = {
         "matmul": lambda: a @ b,
         "window": lambda: sa.attention(q, k, v, window=WINDOW, backend="window"),
         "window fwd+bwd": train,
+        "window (pure torch)": pure_torch,
     }
-    flops = {"matmul": 2.0 * size**3, "window": useful, "window fwd+bwd": 3.5 * useful}
+    flops = {
+        "matmul": 2.0 * size**3,
+        "window": useful,
+        "window fwd+bwd": 3.5 * useful,
+        "window (pure torch)": useful,
+    }
+    path = sa.explain_dispatch(q, k, v, window=WINDOW, backend="window").path
     rows: list[Row] = []
     compile_s: dict[str, float] = {}
     for name, make in (("flex", _flex), ("local-attention", _local_attention)):
@@ -102,6 +115,10 @@ def window_ceiling(n: int, h: int, d: int, rounds: int) -> list[Row]:
             row["max_abs_err"] = float((outs[m][:, :, rows_idx].double() - ref).abs().max())
         if m == "window fwd+bwd":
             row["note"] = f"{sec / times['window']:.2f}× the forward"
+        elif m == "window":
+            row["note"] = path
+        elif m == "window (pure torch)":
+            row["note"] = f"the compiled kernel is {sec / times['window']:.2f}× faster"
         rows.append(row)
     return rows
 

@@ -1,4 +1,4 @@
-"""Compile ``window.cpp`` for this machine (``make native`` runs this module).
+"""Compile ``window.cpp`` for the CPU it runs on (``make native`` runs this module).
 
 Run by ``make`` (so only when the user builds): g++ with -O3 -march=native and OpenMP (torch's
 own libgomp is the one loaded at run time), against the installed torch's headers. The library

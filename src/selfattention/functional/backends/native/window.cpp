@@ -57,7 +57,8 @@ constexpr int L = 64 / sizeof(T);  // lanes per vector; also the key panel width
 
 constexpr int BQ = 32;  // query rows per block (one tile)
 constexpr int MR = 8;   // query rows per micro-kernel call
-constexpr int NV = 2;   // vectors per micro-kernel row
+constexpr int NV = 2;   // vectors per micro-kernel row in Q Kᵀ and dO Vᵀ (key panels)
+constexpr int NW = 2;   // ... in P V, dS K, Pᵀ dO and dSᵀ Q (columns of d)
 
 template <typename T>
 inline vec<T> load(const T* p) {
@@ -106,20 +107,20 @@ inline vec<double> vexp(vec<double> x) {  // float64 is the exact path, not the 
 
 // acc[r][v] = Σ_k a[r·ars + k·aks] · b[v][k·bks ... + L). The sums live in locals: written
 // through ``acc`` inside the loop, they could alias a and b and would go to memory each step.
-template <typename T, int R, int V>
+template <typename T, int R, int V, int VM>
 inline void kernel(int64_t K, const T* a, int64_t ars, int64_t aks, const T* const* b, int64_t bks,
-                   vec<T> (&acc)[MR][NV]) {
+                   vec<T> (&acc)[MR][VM]) {
   vec<T> c[R][V];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 2
     for (int v = 0; v < V; ++v) c[r][v] = vec<T>{};
-  const T* b0 = b[0];
-  const T* b1 = b[V - 1];
+  const T* bp[V];
+  for (int v = 0; v < V; ++v) bp[v] = b[v];
   for (int64_t k = 0; k < K; ++k) {
     vec<T> bv[V];
-    bv[0] = load(b0 + k * bks);
-    if (V > 1) bv[V - 1] = load(b1 + k * bks);
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) bv[v] = load(bp[v] + k * bks);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       vec<T> ar = splat(a[r * ars + k * aks]);
@@ -133,31 +134,35 @@ inline void kernel(int64_t K, const T* a, int64_t ars, int64_t aks, const T* con
     for (int v = 0; v < V; ++v) acc[r][v] = c[r][v];
 }
 
-template <typename T, int V>
+template <typename T, int V, int VM>
 inline void kernel_rows(int rows, int64_t K, const T* a, int64_t ars, int64_t aks, const T* const* b,
-                        int64_t bks, vec<T> (&acc)[MR][NV]) {
+                        int64_t bks, vec<T> (&acc)[MR][VM]) {
   switch (rows) {
-    case 8: kernel<T, 8, V>(K, a, ars, aks, b, bks, acc); break;
-    case 7: kernel<T, 7, V>(K, a, ars, aks, b, bks, acc); break;
-    case 6: kernel<T, 6, V>(K, a, ars, aks, b, bks, acc); break;
-    case 5: kernel<T, 5, V>(K, a, ars, aks, b, bks, acc); break;
-    case 4: kernel<T, 4, V>(K, a, ars, aks, b, bks, acc); break;
-    case 3: kernel<T, 3, V>(K, a, ars, aks, b, bks, acc); break;
-    case 2: kernel<T, 2, V>(K, a, ars, aks, b, bks, acc); break;
-    default: kernel<T, 1, V>(K, a, ars, aks, b, bks, acc); break;
+    case 8: kernel<T, 8, V, VM>(K, a, ars, aks, b, bks, acc); break;
+    case 7: kernel<T, 7, V, VM>(K, a, ars, aks, b, bks, acc); break;
+    case 6: kernel<T, 6, V, VM>(K, a, ars, aks, b, bks, acc); break;
+    case 5: kernel<T, 5, V, VM>(K, a, ars, aks, b, bks, acc); break;
+    case 4: kernel<T, 4, V, VM>(K, a, ars, aks, b, bks, acc); break;
+    case 3: kernel<T, 3, V, VM>(K, a, ars, aks, b, bks, acc); break;
+    case 2: kernel<T, 2, V, VM>(K, a, ars, aks, b, bks, acc); break;
+    default: kernel<T, 1, V, VM>(K, a, ars, aks, b, bks, acc); break;
   }
 }
 
-// One C tile of ``rows`` × nv·L: acc = Σ_k A B, then C = alpha·acc (add: C += alpha·acc).
-template <typename T>
+// One C tile of ``rows`` × nv·L (nv <= VM): acc = Σ_k A B, then C = alpha·acc (add: C += …).
+// B vector v of row k is at b[v] + k·bks.
+template <typename T, int VM>
 inline void product(int rows, int nv, int64_t K, const T* a, int64_t ars, int64_t aks,
-                    const T* b0, const T* b1, int64_t bks, T* c, int64_t crs, T alpha, bool add) {
-  vec<T> acc[MR][NV];
-  const T* b[NV] = {b0, b1};
-  if (nv == 2)
-    kernel_rows<T, 2>(rows, K, a, ars, aks, b, bks, acc);
-  else
-    kernel_rows<T, 1>(rows, K, a, ars, aks, b, bks, acc);
+                    const T* const* b, int64_t bks, T* c, int64_t crs, T alpha, bool add) {
+  vec<T> acc[MR][VM];
+  if constexpr (VM >= 3) {
+    if (nv == 3) kernel_rows<T, 3, VM>(rows, K, a, ars, aks, b, bks, acc);
+  }
+  if constexpr (VM >= 4) {
+    if (nv == 4) kernel_rows<T, 4, VM>(rows, K, a, ars, aks, b, bks, acc);
+  }
+  if (nv == 2) kernel_rows<T, 2, VM>(rows, K, a, ars, aks, b, bks, acc);
+  if (nv == 1) kernel_rows<T, 1, VM>(rows, K, a, ars, aks, b, bks, acc);
   for (int r = 0; r < rows; ++r)
     for (int v = 0; v < nv; ++v) {
       T* p = c + r * crs + v * L<T>;
@@ -208,9 +213,10 @@ void dots(const Geometry& g, const T* a_rows, const T* packed, int64_t plo, int6
   const int64_t panel = g.d * L<T>;
   for (int64_t p = plo; p < phi; p += NV) {
     int nv = (int)std::min<int64_t>(NV, phi - p);
-    const T* b0 = packed + p * panel;
-    product<T>(rows, nv, g.d, a_rows, g.d, 1, b0, b0 + panel, L<T>, tile + (p - pb) * L<T>, g.wmax,
-               T(1), false);
+    const T* b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = packed + (p + v) * panel;
+    product<T, NV>(rows, nv, g.d, a_rows, g.d, 1, b, L<T>, tile + (p - pb) * L<T>, g.wmax, T(1),
+                   false);
   }
 }
 
@@ -286,9 +292,11 @@ void block_weights(const Geometry& g, const T* q, const T* kp, int64_t blk, T sc
 template <typename T>
 void times_rows(const Geometry& g, int rows, int64_t K, const T* a, int64_t ars, int64_t aks,
                 const T* b, T* c, T alpha, bool add) {
-  for (int64_t c0 = 0; c0 < g.d; c0 += NV * L<T>) {
-    int nv = (int)std::min<int64_t>(NV, (g.d - c0) / L<T>);
-    product<T>(rows, nv, K, a, ars, aks, b + c0, b + c0 + L<T>, g.d, c + c0, g.d, alpha, add);
+  for (int64_t c0 = 0; c0 < g.d; c0 += NW * L<T>) {
+    int nv = (int)std::min<int64_t>(NW, (g.d - c0) / L<T>);
+    const T* bs[NW];
+    for (int v = 0; v < NW; ++v) bs[v] = b + c0 + v * L<T>;
+    product<T, NW>(rows, nv, K, a, ars, aks, bs, g.d, c + c0, g.d, alpha, add);
   }
 }
 

@@ -55,8 +55,13 @@ class BlockedAttention(torch.autograd.Function):
         q, k, v, bias, out, stat = ctx.saved_tensors
         need_bias = bias is not None and ctx.needs_input_grad[4]
         dout = torch.zeros_like(out) if dout is None else dout.contiguous()
-        delta = (dout * out).sum(-1, keepdim=True)
-        delta = ctx.engine.norm.stat_delta(delta, stat, dstat)
+        if getattr(ctx.engine, "fuses_delta", False):
+            # The engine sums dO ∘ O row by row itself; it gets only the statistic's term.
+            delta = None if dstat is None else torch.zeros_like(stat)
+            delta = None if delta is None else ctx.engine.norm.stat_delta(delta, stat, dstat)
+        else:
+            delta = (dout * out).sum(-1, keepdim=True)
+            delta = ctx.engine.norm.stat_delta(delta, stat, dstat)
         dq, dk, dv, dbias = ctx.engine.backward(q, k, v, bias, out, stat, dout, need_bias, delta)
         return None, dq, dk, dv, dbias
 

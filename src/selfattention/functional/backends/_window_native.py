@@ -37,7 +37,10 @@ def refuse(call: AttentionCall) -> str | None:
 
 
 class NativeWindow:
-    """Engine for ``_blocks.BlockedAttention``: forward gives (out, lse), backward the grads."""
+    """Engine for ``_blocks.BlockedAttention``: forward gives (out, lse), backward the grads;
+    backward sums δ = rowsum(dO ∘ O) itself, block by block while the rows are in cache."""
+
+    fuses_delta = True
 
     def __init__(self, call: AttentionCall, lib):
         self.lib = lib
@@ -79,16 +82,17 @@ class NativeWindow:
         return out[..., :e].view(b, h, nq, e), lse.view(b, h, nq, 1)
 
     def backward(self, q, k, v, bias, out, stat, dout, need_bias, delta):
+        """``delta``: only the statistic's gradient term, or None (``fuses_delta``)."""
         b, h, nq, d = q.shape
         nk, e = k.shape[2], v.shape[-1]
         D = self._width(q, v)
-        qf, kf, vf, dof = (self._rows(t, D) for t in (q, k, v, dout))
+        qf, kf, vf, of, dof = (self._rows(t, D) for t in (q, k, v, out, dout))
         kept, self.kept = self.kept, None
+        none = torch.empty(0, dtype=q.dtype)
         dq, dk, dv = self.lib.window_backward(
-            qf, kf, vf, dof,
-            stat.reshape(-1, nq).contiguous(), delta.reshape(-1, nq).contiguous(),
-            self.left, self.right, self.scale,
-            torch.empty(0, dtype=q.dtype) if kept is None else kept,
+            qf, kf, vf, of, dof, stat.reshape(-1, nq).contiguous(),
+            none if delta is None else delta.reshape(-1, nq).contiguous(),
+            self.left, self.right, self.scale, none if kept is None else kept,
         )  # fmt: skip
         if kept is not None:
             Workspace.give(kept)

@@ -9,7 +9,7 @@
 //     S = Q K_bandᵀ (raw dots)   y = scale·S   m = max y   p = exp(y - m) / Σ exp(y - m)
 //     O = P V_band               lse = m + log Σ exp(y - m)     (row without keys: O = 0, lse = +inf)
 //
-// Backward (δ_i = dO_i · O_i given):  dP = dO V_bandᵀ,  dS = P ∘ (dP - δ),
+// Backward (δ_i = dO_i · O_i):  dP = dO V_bandᵀ,  dS = P ∘ (dP - δ),
 //     dQ = scale · dS K_band,  dK_band += scale · dSᵀ Q,  dV_band += Pᵀ dO.
 // P comes from the weights the training forward kept (``kept``), or is recomputed from lse.
 //
@@ -319,13 +319,28 @@ void forward_block(const Geometry& g, const T* q, const T* kp, const T* v, int64
   }
 }
 
+// Rows of dK and dV are zeroed just before their first sum lands (cache-hot, in the thread that
+// owns them, instead of a zeros_like pass): rows [fresh, written) are the ones not touched yet.
+struct Fresh {
+  int64_t from, until;  // rows >= until were written by a segment that ran before
+};
+
 template <typename T>
 void backward_block(const Geometry& g, const T* q, const T* k, const T* kp, const T* vp,
-                    const T* dout, const T* lse, const T* delta, int64_t blk, T scale, T* p,
-                    bool recompute, T* ds, T* dq, T* dk, T* dv) {
+                    const T* out, const T* dout, const T* lse, const T* extra, int64_t blk,
+                    T scale, T* p, bool recompute, T* ds, T* dq, T* dk, T* dv, Fresh& fresh) {
   if (recompute) block_weights<T>(g, q, kp, blk, scale, p, const_cast<T*>(lse), true);
   const int64_t i0 = blk * BQ, rows = std::min<int64_t>(BQ, g.nq - i0);
   const int64_t pb = g.lo(i0) / L<T>;
+  T delta[BQ];  // δ_i = dO_i · O_i (+ the statistic's own gradient term, when given)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T *o = out + (i0 + r) * g.d, *od = dout + (i0 + r) * g.d;
+    vec<T> acc = vec<T>{};
+    for (int64_t c = 0; c < g.d; c += L<T>) acc += load(o + c) * load(od + c);
+    T sum = extra ? extra[i0 + r] : T(0);
+    for (int i = 0; i < L<T>; ++i) sum += acc[i];
+    delta[r] = sum;
+  }
   for (int64_t r0 = 0; r0 < rows; r0 += MR) {
     const int gr = (int)std::min<int64_t>(MR, rows - r0);
     const int64_t lo = g.lo(i0 + r0), hi = g.hi(i0 + r0 + gr);
@@ -340,7 +355,7 @@ void backward_block(const Geometry& g, const T* q, const T* k, const T* kp, cons
     for (int r = 0; r < gr; ++r) {  // dS = P ∘ (dP - δ); P is 0 wherever the row has no key
       T* drow = ds + (r0 + r) * g.wmax;
       const T* prow = p + (r0 + r) * g.wmax;
-      const T dl = delta[i0 + r0 + r];
+      const T dl = delta[r0 + r];
       fill(drow, cl, T(0));
       fill(drow + ch, g.wmax - ch, T(0));
       for (int64_t c = cl; c < ch; c += L<T>)
@@ -356,6 +371,12 @@ void backward_block(const Geometry& g, const T* q, const T* k, const T* kp, cons
     const int64_t qlo = std::max<int64_t>(i0, m0 - g.right);
     const int64_t qhi = std::min<int64_t>(i0 + rows, m0 + gk - 1 + g.left + 1);
     if (qlo >= qhi) continue;
+    const int64_t z0 = std::max(m0, fresh.from), z1 = std::min(m0 + gk, fresh.until);
+    if (z0 < z1) {
+      fill(dk + z0 * g.d, (z1 - z0) * g.d, T(0));
+      fill(dv + z0 * g.d, (z1 - z0) * g.d, T(0));
+      fresh.from = z1;
+    }
     const int64_t col = m0 - pb * L<T>, row = qlo - i0;
     times_rows<T>(g, gk, qhi - qlo, p + row * g.wmax + col, 1, g.wmax, dout + qlo * g.d,
                   dv + m0 * g.d, T(1), true);
@@ -433,21 +454,24 @@ std::vector<torch::Tensor> window_forward(torch::Tensor q, torch::Tensor k, torc
 }
 
 // Gradients (dq, dk, dv); kept as in window_forward (its weights) or empty (recompute from lse).
+// extra: (H, nq) added to δ = rowsum(dO ∘ O) (the log-sum-exp's own gradient), or empty.
 std::vector<torch::Tensor> window_backward(torch::Tensor q, torch::Tensor k, torch::Tensor v,
-                                           torch::Tensor dout, torch::Tensor lse,
-                                           torch::Tensor delta, int64_t left, int64_t right,
-                                           double scale, torch::Tensor kept) {
+                                           torch::Tensor out, torch::Tensor dout,
+                                           torch::Tensor lse, torch::Tensor extra, int64_t left,
+                                           int64_t right, double scale, torch::Tensor kept) {
   const int64_t H = q.size(0), d = q.size(2);
   check(q, "q", H, d);
   check(k, "k", H, d);
   check(v, "v", H, d);
   check(dout, "dout", H, d);
+  check(out, "out", H, d);
   const int64_t nq = q.size(1), nk = k.size(1);
   TORCH_CHECK(lse.is_contiguous() && lse.numel() == H * nq, "lse: expected (H, nq)");
-  TORCH_CHECK(delta.is_contiguous() && delta.numel() == H * nq, "delta: expected (H, nq)");
+  TORCH_CHECK(extra.numel() == 0 || (extra.is_contiguous() && extra.numel() == H * nq),
+              "extra: expected (H, nq) or empty");
   auto dq = torch::empty_like(q);
-  auto dk = torch::zeros_like(k);
-  auto dv = torch::zeros_like(v);
+  auto dk = torch::empty_like(k);
+  auto dv = torch::empty_like(v);
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "window_backward", [&] {
     using T = scalar_t;
     const Geometry g = geometry<T>(nq, nk, d, left, right);
@@ -458,7 +482,8 @@ std::vector<torch::Tensor> window_backward(torch::Tensor q, torch::Tensor k, tor
     auto vp = pack_keys(v);
     const T *qd = q.data_ptr<T>(), *kd = k.data_ptr<T>(), *vpd = vp.data_ptr<T>();
     const T* kpd = keep ? nullptr : kp.data_ptr<T>();
-    const T *dod = dout.data_ptr<T>(), *ld = lse.data_ptr<T>(), *dl = delta.data_ptr<T>();
+    const T *od = out.data_ptr<T>(), *dod = dout.data_ptr<T>(), *ld = lse.data_ptr<T>();
+    const T* ex = extra.numel() ? extra.data_ptr<T>() : nullptr;
     T *dqd = dq.data_ptr<T>(), *dkd = dk.data_ptr<T>(), *dvd = dv.data_ptr<T>();
     T* keptd = keep ? kept.data_ptr<T>() : nullptr;
     // Segments of ``seg`` blocks: the keys of segments s and s + 2 never overlap when a segment
@@ -479,16 +504,26 @@ std::vector<torch::Tensor> window_backward(torch::Tensor q, torch::Tensor k, tor
         for (int64_t x = b; x < e; ++x) {
           const int64_t h = x / per_head;
           const int64_t s = segs > 1 ? 2 * (x % per_head) + parity : x % per_head;
-          for (int64_t blk = s * seg; blk < std::min(g.blocks, (s + 1) * seg); ++blk) {
+          const int64_t b0 = s * seg, b1 = std::min(g.blocks, (s + 1) * seg);
+          // An odd segment's first keys were summed by segment s - 1, its last by s + 1.
+          Fresh fresh{parity ? g.hi(b0 * BQ) : 0, nk};
+          if (parity && b1 < g.blocks) fresh.until = std::min(nk, g.lo(b1 * BQ));
+          for (int64_t blk = b0; blk < b1; ++blk) {
             T* p = keep ? keptd + (h * g.blocks + blk) * BQ * g.wmax : pbuf.data();
             backward_block<T>(g, qd + h * nq * d, kd + h * nk * d,
                               kpd ? kpd + h * g.panels * d * L<T> : nullptr,
-                              vpd + h * g.panels * d * L<T>, dod + h * nq * d, ld + h * nq,
-                              dl + h * nq, blk, (T)scale, p, !keep, dsbuf.data(),
-                              dqd + h * nq * d, dkd + h * nk * d, dvd + h * nk * d);
+                              vpd + h * g.panels * d * L<T>, od + h * nq * d, dod + h * nq * d,
+                              ld + h * nq, ex ? ex + h * nq : nullptr, blk, (T)scale, p, !keep,
+                              dsbuf.data(), dqd + h * nq * d, dkd + h * nk * d, dvd + h * nk * d,
+                              fresh);
           }
         }
       });
+    }
+    const int64_t reached = g.hi(nq);  // keys no query sees get no gradient
+    for (int64_t h = 0; h < H && reached < nk; ++h) {
+      fill(dkd + (h * nk + reached) * d, (nk - reached) * d, T(0));
+      fill(dvd + (h * nk + reached) * d, (nk - reached) * d, T(0));
     }
   });
   return {dq, dk, dv};

@@ -394,6 +394,14 @@ void check(const torch::Tensor& x, const char* name, int64_t heads, int64_t d) {
               64 / x.element_size());
 }
 
+// Whether the weights are kept in ``kept`` (a buffer of the block tiles) or recomputed (empty).
+bool keeps(const torch::Tensor& kept, const Geometry& g, int64_t heads) {
+  const int64_t want = heads * g.blocks * BQ * g.wmax;
+  TORCH_CHECK(kept.numel() == 0 || (kept.is_contiguous() && kept.numel() == want),
+              "kept: expected none or ", want, " contiguous values, got ", kept.numel());
+  return kept.numel() > 0;
+}
+
 torch::Tensor pack_keys(const torch::Tensor& k) {
   const int64_t H = k.size(0), n = k.size(1), d = k.size(2);
   return AT_DISPATCH_FLOATING_TYPES(k.scalar_type(), "pack_keys", [&] {
@@ -433,9 +441,7 @@ std::vector<torch::Tensor> window_forward(torch::Tensor q, torch::Tensor k, torc
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "window_forward", [&] {
     using T = scalar_t;
     const Geometry g = geometry<T>(nq, nk, d, left, right);
-    const bool keep = kept.numel() > 0;
-    TORCH_CHECK(!keep || (kept.is_contiguous() && kept.numel() == H * g.blocks * BQ * g.wmax),
-                "kept: expected ", H * g.blocks * BQ * g.wmax, " contiguous values");
+    const bool keep = keeps(kept, g, H);
     auto kp = pack_keys(k);
     const T *qd = q.data_ptr<T>(), *kd = kp.data_ptr<T>(), *vd = v.data_ptr<T>();
     T *od = out.data_ptr<T>(), *ld = lse.data_ptr<T>();
@@ -475,9 +481,7 @@ std::vector<torch::Tensor> window_backward(torch::Tensor q, torch::Tensor k, tor
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "window_backward", [&] {
     using T = scalar_t;
     const Geometry g = geometry<T>(nq, nk, d, left, right);
-    const bool keep = kept.numel() > 0;
-    TORCH_CHECK(!keep || (kept.is_contiguous() && kept.numel() == H * g.blocks * BQ * g.wmax),
-                "kept: expected ", H * g.blocks * BQ * g.wmax, " contiguous values");
+    const bool keep = keeps(kept, g, H);
     torch::Tensor kp = keep ? torch::Tensor() : pack_keys(k);
     auto vp = pack_keys(v);
     const T *qd = q.data_ptr<T>(), *kd = k.data_ptr<T>(), *vpd = vp.data_ptr<T>();

@@ -243,6 +243,28 @@ def test_two_processes_with_half_batches_match_one_process(tmp_path):
     assert [v["main"] for v in values] == [True, False]
 
 
+def _dropout_draws(rank: int, world: int):
+    with training.process_group(timeout=30):
+        training.set_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5))
+        net = ddp.current().wrap(model)
+        return net(torch.ones(3, 4)).detach()
+
+
+@pytest.mark.slow
+def test_each_rank_draws_its_own_dropout_masks(tmp_path):
+    """Seeded alike (the same model on every rank), the ranks then drop different units, and
+    a second run with the same seed draws the same masks again."""
+    runs = []
+    for attempt in range(2):
+        results, _ = _spawn(2, _dropout_draws, out=tmp_path / f"run{attempt}")
+        runs.append(_ok(results, 2))
+    zero = [[(out == 0) for out in run] for run in runs]
+    assert not torch.equal(zero[0][0], zero[0][1])  # rank 0 and rank 1 differ
+    for a, b in zip(runs[0], runs[1], strict=True):
+        assert torch.equal(a, b)  # reproducible
+
+
 def _cli(rank: int, world: int, argv: list[str]):
     from selfattention.cli import main
 

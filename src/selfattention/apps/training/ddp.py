@@ -229,12 +229,27 @@ class Distributed(Local):
         quiet = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
         # static_graph: the same parameters take part in every step, so DDP learns once which
         # ones a forward leaves unused instead of searching the graph at every step.
-        return self._guard(
+        wrapped = self._guard(
             lambda: nn.parallel.DistributedDataParallel(
                 model, device_ids=ids, static_graph=True, **{quiet: False}
             ),
             "setting up DistributedDataParallel",
         )
+        self.own_dropout_stream()
+        return wrapped
+
+    def own_dropout_stream(self) -> None:
+        """Give this rank its own torch random stream from here on.
+
+        Every rank seeded torch alike (so that they built the same model); after that torch's
+        generator only draws dropout masks (batch order comes from Python's ``random``, kept
+        alike on every rank), and ranks holding different examples should not share masks, as
+        the examples of one big batch do not. Deterministic: one draw, the same on every rank,
+        plus the rank."""
+        base = int(torch.randint(0, 2**62, (1,)).item())
+        torch.manual_seed(base + self.rank)
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(base + self.rank)
 
     def share(self, batches: Iterable[T], *, pad: bool) -> list[T]:
         items = batches if hasattr(batches, "__getitem__") else list(batches)

@@ -130,9 +130,37 @@ def test_grouped_heads_and_half_precision():
     )
 
 
+@pytest.mark.parametrize("shape", [(2, 1, 1, 50), (2, 3, 1, 50), (50,), (1, 50)])
+@pytest.mark.parametrize("band", [(3, 2), (0, 0), (7, 0), (20, 20)])
+def test_key_masks(shape, band):
+    """A key mask (padding: the same for every query) through the kernel equals math, also for
+    queries whose whole band is masked (output 0, no NaN, zero gradient)."""
+    q, k, v = randn(2, 3, 50, 8, seed=1), randn(2, 3, 50, 8, seed=2), randn(2, 3, 50, 8, seed=3)
+    mask = torch.rand(shape, generator=torch.Generator().manual_seed(4)) > 0.3
+    mask[..., 10:30] = False  # a stretch of masked keys wider than the narrow bands
+    assert uses_kernel(q, k, v, window=band, mask=mask)
+    got = run("window", q, k, v, window=band, mask=mask)
+    assert_same(run("math", q, k, v, window=band, mask=mask), got, 1e-12)
+    with native.disabled():
+        assert_same(run("window", q, k, v, window=band, mask=mask), got, 1e-12)
+
+
+def test_padding_through_the_module():
+    """sa.nn.SelfAttention with a key padding mask and a window takes the kernel."""
+    torch.manual_seed(0)
+    model = sa.nn.SelfAttention(32, 4, window=5).double()
+    x = torch.randn(3, 40, 32, dtype=torch.float64)
+    pad = sa.masks.padding([40, 25, 7], 40)  # (b, 1, 1, j)
+    got = model(x, mask=pad)
+    with native.disabled():
+        want = model(x, mask=pad)
+    assert float((got - want).detach().abs().max()) < 1e-12
+
+
 def test_what_takes_the_pure_torch_path():
     q = torch.zeros(1, 1, 64, 8)
     assert uses_kernel(q, q, q, window=4)
+    assert uses_kernel(q, q, q, window=4, mask=torch.ones(1, 64, dtype=torch.bool))
     assert not uses_kernel(q, q, q, window=4, normalize="relu")
     assert not uses_kernel(q, q, q, window=4, mask=torch.ones(64, 64, dtype=torch.bool))
     assert not uses_kernel(q, q, q, window=4, bias=torch.zeros(64, 64))

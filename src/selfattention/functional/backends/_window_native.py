@@ -1,8 +1,9 @@
 """The window backend's compiled path: softmax over a plain band through ``native/window.cpp``.
 
-It serves what the pure-torch plan spends most of its time on: softmax, no mask, no bias tensor,
-float32 or float64 on the CPU (half precisions are computed in float32 as elsewhere). Anything
-else, or no built kernel, takes ``window.WindowPlan``; both are tested against the math path.
+It serves what the pure-torch plan spends most of its time on: softmax, no bias tensor, no mask
+or a key mask (the same for every query row: padding), float32 or float64 on the CPU (half
+precisions are computed in float32 as elsewhere). Anything else, or no built kernel, takes
+``window.WindowPlan``; both are tested against the math path.
 
 The kernel works on (heads, n, D) rows, D = max(d, e) rounded up to a vector's lanes (16
 float32, 8 float64); q and k are zero-padded to D (their dot products do not change), v too,
@@ -29,8 +30,10 @@ def refuse(call: AttentionCall) -> str | None:
     """Why the compiled path cannot serve ``call`` (None: it can)."""
     if type(call.normalize) is not Softmax:
         return f"normalize={call.normalize.name!r} (the kernel does softmax)"
-    if call.mask is not None or call.bias is not None:
-        return "a mask or bias tensor (the kernel does a plain band)"
+    if call.bias is not None:
+        return "a bias tensor (the kernel adds none)"
+    if call.mask is not None and call.mask.dim() >= 2 and call.mask.shape[-2] != 1:
+        return "a mask that differs between query rows (the kernel takes key masks only)"
     if call.q.device.type != "cpu":
         return f"device {call.q.device.type} (the kernel is for the CPU)"
     return native.unavailable()
@@ -47,6 +50,8 @@ class NativeWindow:
         self.left, self.right = call.band()
         self.norm = call.normalize
         self.scale = float(call.scale)
+        self.mask = call.mask  # None, or (…, 1, n_k): which keys every query may see
+        self.heads = call.q.shape[:2]
         self.training = False
         self.need_stat = True
         self.kept: Tensor | None = None
@@ -56,6 +61,17 @@ class NativeWindow:
         x = x.reshape(-1, x.shape[-2], x.shape[-1])
         pad = width - x.shape[-1]
         return F.pad(x, (0, pad)).contiguous() if pad else x.contiguous()
+
+    def _keys(self, dtype: torch.dtype, nk: int) -> Tensor:
+        """The key mask as (b·h, panels·lanes) integers of the lanes' width (0 past n_k), or an
+        empty tensor without a mask."""
+        index = torch.int32 if dtype == torch.float32 else torch.int64
+        if self.mask is None:
+            return torch.empty(0, dtype=index)
+        m = self.mask.reshape((1,) * (4 - self.mask.dim()) + tuple(self.mask.shape))
+        m = torch.broadcast_to(m, (*self.heads, 1, nk)).reshape(-1, nk)
+        lanes = 512 // torch.finfo(dtype).bits
+        return F.pad(m.to(index), (0, -nk % lanes)).contiguous()
 
     def _width(self, q: Tensor, v: Tensor) -> int:
         lanes = 64 // q.element_size()
@@ -77,7 +93,10 @@ class NativeWindow:
             )
             if numel <= KEEP_FACTOR * (qf.numel() + kf.numel() + vf.numel() + qf.numel()):
                 kept = Workspace.take((numel,), qf)
-        out, lse = self.lib.window_forward(qf, kf, vf, self.left, self.right, self.scale, kept)
+        self.keys = self._keys(q.dtype, k.shape[2])
+        out, lse = self.lib.window_forward(
+            qf, kf, vf, self.left, self.right, self.scale, kept, self.keys
+        )
         self.kept = kept if kept.numel() else None
         return out[..., :e].view(b, h, nq, e), lse.view(b, h, nq, 1)
 
@@ -92,7 +111,7 @@ class NativeWindow:
         dq, dk, dv = self.lib.window_backward(
             qf, kf, vf, of, dof, stat.reshape(-1, nq).contiguous(),
             none if delta is None else delta.reshape(-1, nq).contiguous(),
-            self.left, self.right, self.scale, none if kept is None else kept,
+            self.left, self.right, self.scale, none if kept is None else kept, self.keys,
         )  # fmt: skip
         if kept is not None:
             Workspace.give(kept)

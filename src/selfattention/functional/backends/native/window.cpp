@@ -223,12 +223,12 @@ void dots(const Geometry& g, const T* a_rows, const T* packed, int64_t plo, int6
 inline void fill(float* p, int64_t n, float x) { std::fill(p, p + n, x); }
 inline void fill(double* p, int64_t n, double x) { std::fill(p, p + n, x); }
 
-// One row's weights over tile columns [cl, ch) whose keys ca ... cb are allowed: the raw dots
-// there become p (or exp(y - lse) when lse is given); all other columns of [0, w) become 0.
-// Returns lse.
+// One row's weights over tile columns [cl, ch) whose keys ca ... cb are in the band (and, with
+// ``kv``, have kv[column] != 0: a key mask): the raw dots there become p (or exp(y - lse) when
+// lse is given); all other columns of [0, w) become 0. Returns lse (+inf: no key allowed).
 template <typename T>
 T softmax_row(T* row, int64_t w, int64_t cl, int64_t ch, int64_t ca, int64_t cb, T scale,
-              const T* given_lse) {
+              const T* given_lse, const lane_t<T>* kv) {
   fill(row, cl, T(0));
   fill(row + ch, w - ch, T(0));
   const T inf = std::numeric_limits<T>::infinity();
@@ -237,23 +237,35 @@ T softmax_row(T* row, int64_t w, int64_t cl, int64_t ch, int64_t ca, int64_t cb,
     return inf;
   }
   const ivec<T> lane = iota<T>();
+  auto allowed = [&](int64_t c) {
+    ivec<T> idx = lane + (lane_t<T>)c;
+    ivec<T> ok = idx >= (lane_t<T>)ca && idx <= (lane_t<T>)cb;
+    if (kv) {
+      ivec<T> k;
+      std::memcpy(&k, kv + c, sizeof k);
+      ok = ok && k != 0;
+    }
+    return ok;
+  };
   T m = -inf;
   if (!given_lse) {
     vec<T> vm = splat(-inf);
     for (int64_t c = cl; c < ch; c += L<T>) {
-      ivec<T> idx = lane + (lane_t<T>)c;
       vec<T> y = load(row + c) * scale;
-      vm = (idx >= (lane_t<T>)ca && idx <= (lane_t<T>)cb) ? (y > vm ? y : vm) : vm;
+      vm = allowed(c) ? (y > vm ? y : vm) : vm;
     }
     for (int i = 0; i < L<T>; ++i) m = std::max(m, vm[i]);
+    if (m == -inf) {  // the key mask left none of the band
+      fill(row + cl, ch - cl, T(0));
+      return inf;
+    }
   } else {
     m = *given_lse;
   }
   vec<T> vs = vec<T>{};
   for (int64_t c = cl; c < ch; c += L<T>) {
-    ivec<T> idx = lane + (lane_t<T>)c;
     vec<T> e = vexp(load(row + c) * scale - m);
-    e = (idx >= (lane_t<T>)ca && idx <= (lane_t<T>)cb) ? e : vec<T>{};
+    e = allowed(c) ? e : vec<T>{};
     store(row + c, e);
     vs += e;
   }
@@ -267,8 +279,8 @@ T softmax_row(T* row, int64_t w, int64_t cl, int64_t ch, int64_t ca, int64_t cb,
 
 // Weights P of block ``blk`` of one head into ``tile`` (BQ × wmax); lse out (forward) or in.
 template <typename T>
-void block_weights(const Geometry& g, const T* q, const T* kp, int64_t blk, T scale, T* tile,
-                   T* lse, bool lse_given) {
+void block_weights(const Geometry& g, const T* q, const T* kp, const lane_t<T>* keys, int64_t blk,
+                   T scale, T* tile, T* lse, bool lse_given) {
   const int64_t i0 = blk * BQ, rows = std::min<int64_t>(BQ, g.nq - i0);
   const int64_t pb = g.lo(i0) / L<T>;
   for (int64_t r0 = 0; r0 < rows; r0 += MR) {
@@ -282,7 +294,8 @@ void block_weights(const Geometry& g, const T* q, const T* kp, int64_t blk, T sc
       const int64_t a = std::max<int64_t>(0, i - g.left), b = std::min<int64_t>(g.nk - 1, i + g.right);
       T* row = tile + (r0 + r) * g.wmax;
       T s = softmax_row<T>(row, g.wmax, (plo - pb) * L<T>, (phi - pb) * L<T>, a - pb * L<T>,
-                           b - pb * L<T>, scale, lse_given ? lse + i : nullptr);
+                           b - pb * L<T>, scale, lse_given ? lse + i : nullptr,
+                           keys ? keys + pb * L<T> : nullptr);
       if (!lse_given) lse[i] = s;
     }
   }
@@ -301,9 +314,9 @@ void times_rows(const Geometry& g, int rows, int64_t K, const T* a, int64_t ars,
 }
 
 template <typename T>
-void forward_block(const Geometry& g, const T* q, const T* kp, const T* v, int64_t blk, T scale,
-                   T* tile, T* out, T* lse) {
-  block_weights<T>(g, q, kp, blk, scale, tile, lse, false);
+void forward_block(const Geometry& g, const T* q, const T* kp, const T* v, const lane_t<T>* keys,
+                   int64_t blk, T scale, T* tile, T* out, T* lse) {
+  block_weights<T>(g, q, kp, keys, blk, scale, tile, lse, false);
   const int64_t i0 = blk * BQ, rows = std::min<int64_t>(BQ, g.nq - i0);
   const int64_t pb = g.lo(i0) / L<T>;
   for (int64_t r0 = 0; r0 < rows; r0 += MR) {
@@ -327,9 +340,10 @@ struct Fresh {
 
 template <typename T>
 void backward_block(const Geometry& g, const T* q, const T* k, const T* kp, const T* vp,
-                    const T* out, const T* dout, const T* lse, const T* extra, int64_t blk,
-                    T scale, T* p, bool recompute, T* ds, T* dq, T* dk, T* dv, Fresh& fresh) {
-  if (recompute) block_weights<T>(g, q, kp, blk, scale, p, const_cast<T*>(lse), true);
+                    const T* out, const T* dout, const T* lse, const T* extra,
+                    const lane_t<T>* keys, int64_t blk, T scale, T* p, bool recompute, T* ds,
+                    T* dq, T* dk, T* dv, Fresh& fresh) {
+  if (recompute) block_weights<T>(g, q, kp, keys, blk, scale, p, const_cast<T*>(lse), true);
   const int64_t i0 = blk * BQ, rows = std::min<int64_t>(BQ, g.nq - i0);
   const int64_t pb = g.lo(i0) / L<T>;
   T delta[BQ];  // δ_i = dO_i · O_i (+ the statistic's own gradient term, when given)
@@ -402,6 +416,17 @@ bool keeps(const torch::Tensor& kept, const Geometry& g, int64_t heads) {
   return kept.numel() > 0;
 }
 
+// The key mask's values (H, panels·PW) in the lane integer type, or nullptr when there is none.
+template <typename T>
+const lane_t<T>* key_mask(const torch::Tensor& keys, const Geometry& g, int64_t heads) {
+  if (keys.numel() == 0) return nullptr;
+  TORCH_CHECK(keys.is_contiguous() && keys.numel() == heads * g.panels * L<T> &&
+                  keys.element_size() == (int64_t)sizeof(lane_t<T>),
+              "keys: expected ", heads * g.panels * L<T>, " contiguous integers of ",
+              sizeof(lane_t<T>), " bytes");
+  return static_cast<const lane_t<T>*>(keys.data_ptr());
+}
+
 torch::Tensor pack_keys(const torch::Tensor& k) {
   const int64_t H = k.size(0), n = k.size(1), d = k.size(2);
   return AT_DISPATCH_FLOATING_TYPES(k.scalar_type(), "pack_keys", [&] {
@@ -423,10 +448,11 @@ torch::Tensor pack_keys(const torch::Tensor& k) {
 
 }  // namespace
 
-// q (H, nq, d), k, v (H, nk, d); kept: (H, blocks, BQ, wmax) to keep the weights, or empty.
+// q (H, nq, d), k, v (H, nk, d); kept: (H, blocks, BQ, wmax) to keep the weights, or empty;
+// keys: (H, panels·PW) lane integers, 0 = key masked out for every query, or empty.
 std::vector<torch::Tensor> window_forward(torch::Tensor q, torch::Tensor k, torch::Tensor v,
                                           int64_t left, int64_t right, double scale,
-                                          torch::Tensor kept) {
+                                          torch::Tensor kept, torch::Tensor keys) {
   const int64_t H = q.size(0), d = q.size(2);
   check(q, "q", H, d);
   check(k, "k", H, d);
@@ -443,6 +469,7 @@ std::vector<torch::Tensor> window_forward(torch::Tensor q, torch::Tensor k, torc
     const Geometry g = geometry<T>(nq, nk, d, left, right);
     const bool keep = keeps(kept, g, H);
     auto kp = pack_keys(k);
+    const lane_t<T>* kv = key_mask<T>(keys, g, H);
     const T *qd = q.data_ptr<T>(), *kd = kp.data_ptr<T>(), *vd = v.data_ptr<T>();
     T *od = out.data_ptr<T>(), *ld = lse.data_ptr<T>();
     T* keptd = keep ? kept.data_ptr<T>() : nullptr;
@@ -451,8 +478,9 @@ std::vector<torch::Tensor> window_forward(torch::Tensor q, torch::Tensor k, torc
       for (int64_t x = b; x < e; ++x) {
         const int64_t h = x / g.blocks, blk = x % g.blocks;
         T* tile = keep ? keptd + x * BQ * g.wmax : scratch.data();
-        forward_block<T>(g, qd + h * nq * d, kd + h * g.panels * d * L<T>, vd + h * nk * d, blk,
-                         (T)scale, tile, od + h * nq * d, ld + h * nq);
+        forward_block<T>(g, qd + h * nq * d, kd + h * g.panels * d * L<T>, vd + h * nk * d,
+                         kv ? kv + h * g.panels * L<T> : nullptr, blk, (T)scale, tile,
+                         od + h * nq * d, ld + h * nq);
       }
     });
   });
@@ -464,7 +492,8 @@ std::vector<torch::Tensor> window_forward(torch::Tensor q, torch::Tensor k, torc
 std::vector<torch::Tensor> window_backward(torch::Tensor q, torch::Tensor k, torch::Tensor v,
                                            torch::Tensor out, torch::Tensor dout,
                                            torch::Tensor lse, torch::Tensor extra, int64_t left,
-                                           int64_t right, double scale, torch::Tensor kept) {
+                                           int64_t right, double scale, torch::Tensor kept,
+                                           torch::Tensor keys) {
   const int64_t H = q.size(0), d = q.size(2);
   check(q, "q", H, d);
   check(k, "k", H, d);
@@ -484,6 +513,7 @@ std::vector<torch::Tensor> window_backward(torch::Tensor q, torch::Tensor k, tor
     const bool keep = keeps(kept, g, H);
     torch::Tensor kp = keep ? torch::Tensor() : pack_keys(k);
     auto vp = pack_keys(v);
+    const lane_t<T>* kv = key_mask<T>(keys, g, H);
     const T *qd = q.data_ptr<T>(), *kd = k.data_ptr<T>(), *vpd = vp.data_ptr<T>();
     const T* kpd = keep ? nullptr : kp.data_ptr<T>();
     const T *od = out.data_ptr<T>(), *dod = dout.data_ptr<T>(), *ld = lse.data_ptr<T>();
@@ -517,7 +547,8 @@ std::vector<torch::Tensor> window_backward(torch::Tensor q, torch::Tensor k, tor
             backward_block<T>(g, qd + h * nq * d, kd + h * nk * d,
                               kpd ? kpd + h * g.panels * d * L<T> : nullptr,
                               vpd + h * g.panels * d * L<T>, od + h * nq * d, dod + h * nq * d,
-                              ld + h * nq, ex ? ex + h * nq : nullptr, blk, (T)scale, p, !keep,
+                              ld + h * nq, ex ? ex + h * nq : nullptr,
+                              kv ? kv + h * g.panels * L<T> : nullptr, blk, (T)scale, p, !keep,
                               dsbuf.data(), dqd + h * nq * d, dkd + h * nk * d, dvd + h * nk * d,
                               fresh);
           }

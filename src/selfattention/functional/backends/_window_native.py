@@ -1,4 +1,4 @@
-"""The window backend's compiled path: softmax over a plain band through ``native/window.cpp``.
+"""The window backend's compiled path: softmax over a band through ``native/window.cpp``.
 
 It serves what the pure-torch plan spends most of its time on: softmax, no bias tensor, no mask
 or a key mask (the same for every query row: padding), float32 or float64 on the CPU (half

@@ -54,4 +54,4 @@ bench: native
 	$(PY) -m selfattention bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache results
+	rm -rf $(VENV) .pytest_cache results src/selfattention/functional/backends/native/_build

@@ -1,5 +1,5 @@
-"""Tensor helpers of the window backend: crop/pad along an axis, the fused softmax of one
-group of score tiles, and the reusable buffer for the weights training keeps."""
+"""Tensor helpers of the window backend: crop/pad along an axis, and the reusable buffer for
+the weights training keeps."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 import torch
 from torch import Tensor
 
-__all__ = ["Workspace", "pad_axis", "softmax_tile"]
+__all__ = ["Workspace", "pad_axis"]
 
 
 def pad_axis(x: Tensor, axis: int, before: int, after: int, fill) -> Tensor:
@@ -66,22 +66,3 @@ class Workspace:
     def clear(cls) -> None:
         with cls._lock:
             cls._spare = None
-
-
-def softmax_tile(s: Tensor, v: Tensor, out: Tensor, stat: Tensor | None, maybe_empty: bool):
-    """out = softmax(s) v for a tile whose disallowed scores are already -inf; s is overwritten.
-
-    torch's softmax writes its result over s (one fused max/exp/sum/divide pass, no new tile);
-    the kernel statistic lse = max_j s - log max_j p needs the row max before that. Rows
-    without any key (all -inf) get out = 0 and the empty statistic +inf.
-    """
-    m = s.amax(-1, keepdim=True) if stat is not None or maybe_empty else None
-    torch.softmax(s, -1, out=s)
-    torch.bmm(s, v, out=out)
-    if stat is not None:
-        torch.sub(m, torch.log(s.amax(-1, keepdim=True)), out=stat)
-    if maybe_empty:
-        empty = torch.isneginf(m)
-        out.masked_fill_(empty, 0.0)
-        if stat is not None:
-            stat.masked_fill_(empty, float("inf"))

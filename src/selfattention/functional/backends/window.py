@@ -28,7 +28,7 @@ from torch import Tensor
 
 from selfattention.functional.backends import _blocks as blk
 from selfattention.functional.backends import _window_native as _native
-from selfattention.functional.backends._window_ops import Workspace, pad_axis, softmax_tile
+from selfattention.functional.backends._window_ops import Workspace, pad_axis
 from selfattention.functional.backends.base import Backend, Result
 from selfattention.functional.call import AttentionCall
 from selfattention.functional.normalize import Softmax
@@ -277,7 +277,7 @@ class WindowPlan:
                 vs = self.spans(vf, u0, u1)
                 st = stat[u0:u1] if need_stat else None
                 if self.fast_softmax:
-                    softmax_tile(s, vs, out[u0:u1], st, self.maybe_empty)
+                    norm.whole_in_place(s, vs, out[u0:u1], st, self.maybe_empty)
                     continue
                 rows = None
                 if norm.needs_rows:  # rows past n_q are padding, not rows to check

@@ -55,7 +55,20 @@ class Softmax(Normalization):
         torch.bmm(p, v, out=out) if p.dim() == 3 else torch.matmul(p, v, out=out)
         if stat is None and not maybe_empty:
             return
-        m = s.amax(-1, keepdim=True)
+        self._tile_stat(s.amax(-1, keepdim=True), p, out, stat, maybe_empty)
+
+    def whole_in_place(self, s, v, out, stat, maybe_empty: bool) -> None:
+        """``whole`` for a tile whose disallowed scores are already -inf, with the weights
+        written over s (torch's softmax with ``out=s``: no second tile); the row max is taken
+        before that, for the statistic."""
+        m = s.amax(-1, keepdim=True) if stat is not None or maybe_empty else None
+        torch.softmax(s, -1, out=s)
+        torch.bmm(s, v, out=out)
+        self._tile_stat(m, s, out, stat, maybe_empty)
+
+    def _tile_stat(self, m, p, out, stat, maybe_empty: bool) -> None:
+        """lse = max_j s - log max_j p into ``stat``; rows without any key (m = -inf) get
+        out = 0 and the empty statistic."""
         if stat is not None:
             torch.sub(m, torch.log(p.amax(-1, keepdim=True)), out=stat)
         if maybe_empty:

@@ -1,9 +1,11 @@
 """``report``: one self-contained HTML file to explore attention weights in any browser.
 
-Everything is inline: the page's CSS and JavaScript (``report.css``, ``report.js``, packaged next
-to this file), the weights (float32, or for long inputs 8/7-bit rows deflated, see ``_compact``;
-base64, inside a ``<script type="application/json">`` block), the views' inputs (queries and keys
-for the neuron view, value norms, attention flow) and figures (PNG data: URIs). A
+Everything is inline: the page's CSS and JavaScript (``report.css``; ``report.js`` with its parts
+``report_data.js``, ``report_views.js``, ``report_panels.js``, ``report_events.js`` joined into
+it; packaged next to this file), the weights (float32, or for long inputs 8/7-bit rows
+deflated, see ``_compact``; base64, inside a ``<script type="application/json">`` block), the
+views' inputs (queries and keys for the neuron view, value norms, attention flow) and figures
+(PNG data: URIs). A
 Content-Security-Policy allows no network access at all and only the page's own script (by its
 SHA-256), so the file works offline and user strings can't run code.
 
@@ -178,6 +180,19 @@ def _asset(name: str) -> str:
     return resources.files("selfattention.viz").joinpath(name).read_text(encoding="utf-8")
 
 
+# The viewer's script: report.js is the frame (one function, strict mode); its parts are
+# joined into it in this order, so they share one scope.
+JS_PARTS = ("report_data.js", "report_views.js", "report_panels.js", "report_events.js")
+_JS_SLOT = "  /* PARTS */\n"
+
+
+def _script() -> str:
+    frame = _asset("report.js")
+    if _JS_SLOT not in frame:
+        raise RuntimeError("report.js lost its PARTS line")
+    return frame.replace(_JS_SLOT, "\n".join(_asset(name) for name in JS_PARTS))
+
+
 def render_html(
     sequences: Any,
     *,
@@ -195,7 +210,7 @@ def render_html(
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     sequences = _encode_all(records, layers, heads, precision)
     data = {"title": str(title), "sequences": sequences}
-    js = _asset("report.js")
+    js = _script()
     if re.search(r"</script|<!--", js, re.IGNORECASE):
         raise RuntimeError("report.js must not contain '</script' or '<!--'")
     digest = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode()

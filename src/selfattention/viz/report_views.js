@@ -97,26 +97,23 @@
     var longest = 1;
     S.x.forEach(function (t) { longest = Math.max(longest, t.length); });
     var xHeight = S.patches ? CELL + 6 : Math.min(150, 10 + 7 * longest);
-    S.x.forEach(function (t, k) {
+    // one label cell: the token as text, or its patch picture (``pic``)
+    function tokenCell(t, k, kind, width, height, pic) {
       var d = el("div", "tok");
-      d.style.width = CELL + "px";
-      d.style.height = xHeight + "px";
-      d.title = "key " + k + ": " + t;
-      d.dataset.k = String(k);
+      if (width) d.style.width = width + "px";
+      d.style.height = height + "px";
       d.style.lineHeight = CELL + "px";
-      var pic = label(S, k, CELL - 2);
+      d.title = kind + " " + k + ": " + t;
+      d.dataset.k = String(k);
       if (pic) { d.classList.add("pic"); d.appendChild(pic); } else d.textContent = t;
-      xl.appendChild(d);
+      return d;
+    }
+    S.x.forEach(function (t, k) {
+      xl.appendChild(tokenCell(t, k, "key", CELL, xHeight, label(S, k, CELL - 2)));
     });
     S.y.forEach(function (t, k) {
-      var d = el("div", "tok");
-      d.style.height = CELL + "px";
-      d.style.lineHeight = CELL + "px";
-      d.title = "query " + k + ": " + t;
-      d.dataset.k = String(k);
       var pic = S.nq === S.nk ? label(S, k, CELL - 2) : null;
-      if (pic) { d.classList.add("pic"); d.appendChild(pic); } else d.textContent = t;
-      yl.appendChild(d);
+      yl.appendChild(tokenCell(t, k, "query", 0, CELL, pic));
     });
   }
 

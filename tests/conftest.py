@@ -48,12 +48,20 @@ def window_path(request):
         with native.disabled():
             yield "torch"
         return
+    require_native()
+    yield "native"
+
+
+def require_native() -> None:
+    """Skip the calling test when the compiled window kernel is not built; fail it instead
+    when SELFATTENTION_REQUIRE_NATIVE=1."""
+    from selfattention.functional.backends import native
+
     why = native.unavailable()
     if why is not None:
         if os.environ.get("SELFATTENTION_REQUIRE_NATIVE") == "1":
             pytest.fail(f"the compiled window kernel is required here: {why}")
         pytest.skip(why)
-    yield "native"
 
 
 def _np(t: torch.Tensor | None) -> np.ndarray | None:

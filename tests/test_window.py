@@ -102,8 +102,7 @@ def test_training_keeps_or_recomputes_the_weights(keep, monkeypatch, window_path
     """Softmax over a plain band in training keeps its weights for backward (KEEP_FACTOR > 0)
     or recomputes them from the log-sum-exp (0); both equal the math path in float64, with
     return_lse's gradient too, and the kept weights are freed by backward."""
-    monkeypatch.setattr(window, "KEEP_FACTOR", 2 if keep else 0)
-    monkeypatch.setattr(window._native, "KEEP_FACTOR", 2 if keep else 0)
+    monkeypatch.setattr(window.ops, "KEEP_FACTOR", 2 if keep else 0)
     window.Workspace.clear()
     plans = []
     monkeypatch.setattr(

@@ -4,24 +4,18 @@ of backward, kept and recomputed weights, grouped heads, half precision, and whe
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
 import selfattention as sa
-from conftest import randn
-from selfattention.functional.backends import _window_native, native, window
+from conftest import randn, require_native
+from selfattention.functional.backends import native, window
 from test_backends import assert_same, run
 
 
 @pytest.fixture(autouse=True)
 def _built():
-    why = native.unavailable()
-    if why is not None:
-        if os.environ.get("SELFATTENTION_REQUIRE_NATIVE") == "1":
-            pytest.fail(f"the compiled window kernel is required here: {why}")
-        pytest.skip(why)
+    require_native()
 
 
 def uses_kernel(q, k, v, **kw) -> bool:
@@ -75,7 +69,7 @@ def test_every_thread_split_of_backward(threads, heads):
 
 @pytest.mark.parametrize("keep", [0, 2])
 def test_kept_or_recomputed_weights(keep, monkeypatch):
-    monkeypatch.setattr(_window_native, "KEEP_FACTOR", keep)
+    monkeypatch.setattr(window.ops, "KEEP_FACTOR", keep)
     window.Workspace.clear()
     q, k, v = (
         randn(2, 3, 130, 16, seed=1),

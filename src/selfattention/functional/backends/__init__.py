@@ -51,18 +51,18 @@ def choose(call: AttentionCall, backend: str = "auto") -> Dispatch:
         why = get(backend).refuse(call)
         if why is not None:
             raise ValueError(f"backend={backend!r} cannot serve this call: {why}")
-        return _with_weights(Dispatch(backend), call)
+        return _described(Dispatch(backend), call)
     refused: dict[str, str] = {}
     for name in AUTO_ORDER:
         b = REGISTRY[name]
         why = b.refuse(call) or (b.auto_skip(call) if name != "math" else None)
         if why is None:
-            return _with_weights(Dispatch(name, refused), call)
+            return _described(Dispatch(name, refused), call)
         refused[name] = why
     raise AssertionError("the math backend serves every call")  # pragma: no cover
 
 
-def _with_weights(dispatch: Dispatch, call: AttentionCall) -> Dispatch:
+def _described(dispatch: Dispatch, call: AttentionCall) -> Dispatch:
     """Record the implementation (backends with several) and how the weights are served."""
     chosen = REGISTRY[dispatch.chosen]
     if chosen.path is not None:

@@ -57,8 +57,9 @@ class BlockedAttention(torch.autograd.Function):
         dout = torch.zeros_like(out) if dout is None else dout.contiguous()
         if getattr(ctx.engine, "fuses_delta", False):
             # The engine sums dO ∘ O row by row itself; it gets only the statistic's term.
-            delta = None if dstat is None else torch.zeros_like(stat)
-            delta = None if delta is None else ctx.engine.norm.stat_delta(delta, stat, dstat)
+            delta = None
+            if dstat is not None:
+                delta = ctx.engine.norm.stat_delta(torch.zeros_like(stat), stat, dstat)
         else:
             delta = (dout * out).sum(-1, keepdim=True)
             delta = ctx.engine.norm.stat_delta(delta, stat, dstat)

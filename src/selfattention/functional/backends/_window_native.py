@@ -18,16 +18,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from selfattention.functional.backends import _window_ops as ops
 from selfattention.functional.backends import native
 from selfattention.functional.backends._window_ops import Workspace
 from selfattention.functional.call import AttentionCall
 from selfattention.functional.normalize import Softmax
 
-KEEP_FACTOR = 2
-
 
 def refuse(call: AttentionCall) -> str | None:
     """Why the compiled path cannot serve ``call`` (None: it can)."""
+    return _unsupported(call) or native.unavailable()
+
+
+def kernel_for(call: AttentionCall):
+    """The compiled module when it serves ``call``, else None (``refuse`` says why)."""
+    return None if _unsupported(call) else native.kernel()
+
+
+def _unsupported(call: AttentionCall) -> str | None:
+    """What in ``call`` the kernel does not do, whether it is built or not."""
     if type(call.normalize) is not Softmax:
         return f"normalize={call.normalize.name!r} (the kernel does softmax)"
     if call.bias is not None:
@@ -36,7 +45,12 @@ def refuse(call: AttentionCall) -> str | None:
         return "a mask that differs between query rows (the kernel takes key masks only)"
     if call.q.device.type != "cpu":
         return f"device {call.q.device.type} (the kernel is for the CPU)"
-    return native.unavailable()
+    return None
+
+
+def _lanes(dtype: torch.dtype) -> int:
+    """Values in one of the kernel's 64-byte vectors (also its key panel width)."""
+    return 512 // torch.finfo(dtype).bits
 
 
 class NativeWindow:
@@ -70,11 +84,10 @@ class NativeWindow:
             return torch.empty(0, dtype=index)
         m = self.mask.reshape((1,) * (4 - self.mask.dim()) + tuple(self.mask.shape))
         m = torch.broadcast_to(m, (*self.heads, 1, nk)).reshape(-1, nk)
-        lanes = 512 // torch.finfo(dtype).bits
-        return F.pad(m.to(index), (0, -nk % lanes)).contiguous()
+        return F.pad(m.to(index), (0, -nk % _lanes(dtype))).contiguous()
 
     def _width(self, q: Tensor, v: Tensor) -> int:
-        lanes = 64 // q.element_size()
+        lanes = _lanes(q.dtype)
         return -(-max(q.shape[-1], v.shape[-1]) // lanes) * lanes
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None):
@@ -91,7 +104,7 @@ class NativeWindow:
                 * self.lib.BLOCK
                 * self.lib.kept_width(self.left, self.right, q.element_size())
             )
-            if numel <= KEEP_FACTOR * (qf.numel() + kf.numel() + vf.numel() + qf.numel()):
+            if numel <= ops.KEEP_FACTOR * (qf.numel() + kf.numel() + vf.numel() + qf.numel()):
                 kept = Workspace.take((numel,), qf)
         self.keys = self._keys(q.dtype, k.shape[2])
         out, lse = self.lib.window_forward(

@@ -9,7 +9,11 @@ import threading
 import torch
 from torch import Tensor
 
-__all__ = ["Workspace", "pad_axis"]
+__all__ = ["KEEP_FACTOR", "Workspace", "pad_axis"]
+
+# Training keeps the softmax weights for backward when they fit in KEEP_FACTOR × the bytes of
+# q, k, v and out (both paths of the window backend); otherwise backward recomputes them.
+KEEP_FACTOR = 2
 
 
 def pad_axis(x: Tensor, axis: int, before: int, after: int, fill) -> Tensor:

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from selfattention.functional.backends import _blocks as blk
 from selfattention.functional.backends import _window_native as _native
+from selfattention.functional.backends import _window_ops as ops
 from selfattention.functional.backends._window_ops import Workspace, pad_axis
 from selfattention.functional.backends.base import Backend, Result
 from selfattention.functional.call import AttentionCall
@@ -35,7 +36,6 @@ from selfattention.functional.normalize import Softmax
 
 TILE_BYTES = 2**20  # scores of one group of blocks (measured best among 256 KB ... 4 MB)
 SLICES = 4  # parts per thread: threads take them in turn, so a core lost to load costs less
-KEEP_FACTOR = 2  # training keeps the weights when they fit in KEEP_FACTOR·bytes(q, k, v, out)
 
 
 def choose_block(left: int, right: int) -> int:
@@ -121,7 +121,7 @@ class WindowPlan:
             self.fast_softmax
             and not self.maybe_empty
             and self.nb * B == self.nq
-            and weights <= KEEP_FACTOR * 4 * self.units * B * call.q.shape[-1]
+            and weights <= ops.KEEP_FACTOR * 4 * self.units * B * call.q.shape[-1]
         )
         self.kept: Tensor | None = None
         self.want_stat = call.need_stat  # the caller's; need_stat also covers backward's
@@ -381,12 +381,12 @@ def path(call: AttentionCall) -> str:
 def forward(call: AttentionCall) -> Result:
     q, k, v, bias = call.q, call.k, call.v, call.bias
     dtype = blk.compute_dtype(q.dtype)
-    native = _native.refuse(call) is None and _native.native.kernel()
-    plan = _native.NativeWindow(call, native) if native else WindowPlan(call)
+    lib = _native.kernel_for(call)
+    plan = _native.NativeWindow(call, lib) if lib is not None else WindowPlan(call)
     plan.training = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (q, k, v, bias)
     )
-    bias_tiles = None if bias is None or native else plan.tiles(bias.to(dtype), 0.0)
+    bias_tiles = None if bias is None or lib is not None else plan.tiles(bias.to(dtype), 0.0)
     out, stat = blk.run(plan, q.to(dtype), k.to(dtype), v.to(dtype), bias_tiles, call.need_stat)
     return Result(out.to(v.dtype), None, stat)
 

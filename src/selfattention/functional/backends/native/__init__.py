@@ -10,6 +10,7 @@ path. ``SELFATTENTION_NATIVE=0`` or ``disabled()`` turns the kernel off (tests c
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -36,11 +37,18 @@ def build_dir() -> Path:
     return Path(env) if env else SOURCE.with_name("_build")
 
 
-def library_path() -> Path:
-    """The library file a build of this source, torch, Python and machine has."""
+@functools.cache
+def _tag() -> str:
+    """Hash of the source, torch's, Python's and the machine's versions (read once a process:
+    the source does not change under a running program)."""
     h = hashlib.sha256(SOURCE.read_bytes())
     h.update(f"{torch.__version__}|{sys.version_info[:2]}|{platform.machine()}".encode())
-    return build_dir() / f"window_{h.hexdigest()[:16]}.so"
+    return h.hexdigest()[:16]
+
+
+def library_path() -> Path:
+    """The library file a build of this source, torch, Python and machine has."""
+    return build_dir() / f"window_{_tag()}.so"
 
 
 def unavailable() -> str | None:

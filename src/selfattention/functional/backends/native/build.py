@@ -62,8 +62,9 @@ def build(force: bool = False) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if shutil.which(os.environ.get("CXX", "g++")) is None:
-        print("native: no C++ compiler (g++); the window backend uses its pure-torch path")
+    cxx = os.environ.get("CXX", "g++")
+    if shutil.which(cxx) is None:
+        print(f"native: no C++ compiler {cxx!r} found; the window backend uses its pure-torch path")
         return 1
     try:
         path = build(force="--force" in argv)
